@@ -1,0 +1,48 @@
+# wasmbox: build, images, demo, tests, install and benchmarks. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# One target dir outside the clone, so repeated runs on one machine reuse the build.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmbox/target
+BIN        := $(CARGO_TARGET_DIR)/release
+SHIM       := $(BIN)/containerd-shim-wasmbox-v1
+WASMBOX    := $(BIN)/wasmbox
+export WASMBOX_IMAGES ?= $(CARGO_TARGET_DIR)/wasmbox-images
+IMAGES     := $(WASMBOX_IMAGES)
+GUESTS     := $(CARGO_TARGET_DIR)
+DEMO_WORK  ?= /tmp/wasmbox-demo
+BENCH_WORK ?= /tmp/wasmbox-bench
+CONTAINERD_CONFIG ?= /etc/containerd/config.toml
+PREFIX     ?= /usr/local
+
+.PHONY: help deps build images demo test unit-test e2e-test install bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: ## install what is missing: Debian packages and the Rust wasm targets
+	@scripts/deps.sh
+
+build: ## build the shim and the wasmbox CLI (one release build of the workspace)
+	cargo build --release --workspace --bins
+
+images: build ## build the example guests and their OCI images into $(IMAGES)
+	@scripts/images.sh "$(WASMBOX)" "$(IMAGES)" "$(GUESTS)"
+
+demo: deps images ## start a private containerd and run Wasm images (and busybox) through it
+	@scripts/demo.sh "$(SHIM)" "$(IMAGES)" "$(DEMO_WORK)"
+
+test: deps images ## unit tests and end-to-end tests through a real containerd (needs root)
+	cargo test --release --workspace
+
+install: build ## put the shim in $(PREFIX)/bin and add the runtime to $(CONTAINERD_CONFIG)
+	install -D -m 0755 "$(SHIM)" "$(PREFIX)/bin/containerd-shim-wasmbox-v1"
+	install -D -m 0755 "$(WASMBOX)" "$(PREFIX)/bin/wasmbox"
+	@scripts/containerd-config.sh add "$(CONTAINERD_CONFIG)"
+
+bench: deps images ## ctr run of the Wasm hello image against runc + busybox; results in docs/benchmarks.md
+	@scripts/bench.sh "$(SHIM)" "$(IMAGES)" "$(BENCH_WORK)" docs/benchmarks.md "$(GUESTS)/wasm32-wasip1/release/hello-rust.wasm"
+
+clean: ## remove the build (the shared target dir)
+	rm -rf "$(CARGO_TARGET_DIR)"

@@ -1,0 +1,132 @@
+//! `wasmbox`: build and inspect OCI images of WebAssembly programs for the wasmbox containerd shim.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use wasmbox_oci::build::{BuildOptions, build_to_file};
+use wasmbox_oci::inspect::summarize;
+use wasmbox_oci::layout::Layout;
+
+#[derive(Parser)]
+#[command(name = "wasmbox", version, about = "Build and inspect OCI images of WebAssembly programs for the wasmbox containerd shim")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build an OCI image tarball from a .wasm or .wat file plus optional extra files.
+    ///
+    /// The result is an OCI image layout tarball with one gzip tar layer, which containerd 1.6
+    /// imports and unpacks with no extra flags:
+    ///   ctr images import hello.tar
+    ///   ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/hello:latest hello
+    /// The same inputs always give the same bytes and digest.
+    Build(BuildArgs),
+    /// Describe an image tarball: manifest, config, layers, and each Wasm file's kind, imports and exports.
+    Inspect {
+        /// The OCI image layout tarball.
+        image: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The entry point: a WebAssembly module or component (.wasm) or text (.wat).
+    /// An ELF executable or #! script is also accepted; it runs as an ordinary Linux container.
+    module: PathBuf,
+    /// Where to write the image tarball [default: <module stem>.tar].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Full image name [default: localhost/wasmbox/<module stem>:latest].
+    #[arg(short = 't', long = "tag")]
+    name: Option<String>,
+    /// Path of the module inside the image [default: /<module file name>].
+    #[arg(long = "path", value_name = "PATH")]
+    module_path: Option<String>,
+    /// Entry point argument; repeat for several [default: the module's path, `/hello.wasm`].
+    /// `/lib.wasm#add` calls the export `add` instead of `_start`.
+    #[arg(long = "entrypoint", value_name = "ARG")]
+    entrypoint: Vec<String>,
+    /// Default argument after the entry point; repeat for several.
+    #[arg(long = "cmd", value_name = "ARG")]
+    cmd: Vec<String>,
+    /// Environment variable KEY=VALUE; repeat for several.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory of the process.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Extra file or directory to add, as HOST_PATH:IMAGE_PATH; repeat for several.
+    #[arg(short, long = "add", value_name = "HOST_PATH:IMAGE_PATH")]
+    add: Vec<String>,
+    /// Platform of the image config as os/arch [default: linux/<this machine>].
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("wasmbox: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Image(ImageCommand::Build(args)) => image_build(args),
+        Command::Image(ImageCommand::Inspect { image }) => {
+            let layout = Layout::read_file(&image)?;
+            print!("{}", summarize(&layout)?.render());
+            Ok(())
+        }
+    }
+}
+
+fn image_build(args: BuildArgs) -> Result<()> {
+    let stem = args
+        .module
+        .file_stem()
+        .with_context(|| format!("{} has no file name", args.module.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let name = args.name.unwrap_or_else(|| format!("localhost/wasmbox/{stem}:latest"));
+    let output = args.output.unwrap_or_else(|| PathBuf::from(format!("{stem}.tar")));
+    let files = args
+        .add
+        .iter()
+        .map(|spec| {
+            spec.split_once(':')
+                .map(|(host, dest)| (PathBuf::from(host), dest.to_owned()))
+                .with_context(|| format!("--add {spec:?}: expected HOST_PATH:IMAGE_PATH"))
+        })
+        .collect::<Result<_>>()?;
+    let options = BuildOptions {
+        module: args.module,
+        module_path: args.module_path,
+        name,
+        entrypoint: (!args.entrypoint.is_empty()).then_some(args.entrypoint),
+        cmd: args.cmd,
+        env: args.env,
+        workdir: args.workdir,
+        files,
+        platform: args.platform,
+    };
+    let layout = build_to_file(&options, &output)?;
+    let (manifest, _) = layout.manifest()?;
+    println!("{} {} {}", output.display(), options.name, manifest.digest());
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! Building an image: the entry-point file and extra files in one tar layer, a config, a manifest and an index.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use oci_spec::image::{
+    Arch, ConfigBuilder, DescriptorBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+};
+
+use crate::layout::{Layout, append_dir, append_file, canonical_json, sha256_digest};
+use crate::media::TAR_GZIP_LAYER;
+use crate::wasm::{self, FileKind};
+
+/// Annotation containerd reads for the image's full name on import.
+pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
+/// The OCI annotation for the reference (tag) of a manifest in an index.
+pub const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// What goes into an image.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The entry point on the host: a `.wasm` / `.wat` file (or a Linux executable).
+    pub module: PathBuf,
+    /// Where it goes in the image (default: `/` + its file name).
+    pub module_path: Option<String>,
+    /// Full image name, e.g. `localhost/wasmbox/hello:latest`.
+    pub name: String,
+    /// Entry point (default: the module's path in the image).
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// Extra files or directories: host path and path in the image.
+    pub files: Vec<(PathBuf, String)>,
+    /// `os/arch` of the config; default `linux/<this machine>`, which containerd 1.6 imports and
+    /// unpacks with no extra flags.
+    pub platform: Option<String>,
+}
+
+impl BuildOptions {
+    /// Options for `module` with every other field at its default.
+    pub fn new(module: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        BuildOptions {
+            module: module.into(),
+            module_path: None,
+            name: name.into(),
+            entrypoint: None,
+            cmd: Vec::new(),
+            env: Vec::new(),
+            workdir: None,
+            files: Vec::new(),
+            platform: None,
+        }
+    }
+}
+
+/// The `GOARCH` name of this machine's architecture, as OCI platforms spell it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// Builds the image layout for `options`.
+pub fn build(options: &BuildOptions) -> Result<Layout> {
+    let module_bytes = std::fs::read(&options.module)
+        .with_context(|| format!("reading {}", options.module.display()))?;
+    let info = wasm::describe(&module_bytes)
+        .with_context(|| format!("{} is not WebAssembly (binary or text)", options.module.display()))?;
+    let file_name = options
+        .module
+        .file_name()
+        .context("the module path has no file name")?
+        .to_string_lossy();
+    let module_path = normalize_image_path(options.module_path.as_deref().unwrap_or(&format!("/{file_name}")))?;
+    let module_mode = if info.kind == FileKind::Linux { 0o755 } else { 0o644 };
+
+    let mut files = BTreeMap::new();
+    files.insert(module_path.clone(), (module_bytes, module_mode));
+    for (host, dest) in &options.files {
+        collect(host, &normalize_image_path(dest)?, &mut files)?;
+    }
+    let layer_tar = layer_tar(&files)?;
+    let diff_id = sha256_digest(&layer_tar);
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(&layer_tar)?;
+    let layer_gz = gz.finish()?;
+
+    let (os, arch) = match &options.platform {
+        Some(platform) => platform
+            .split_once('/')
+            .map(|(os, arch)| (os.to_owned(), arch.to_owned()))
+            .with_context(|| format!("platform {platform:?} is not of the form os/arch"))?,
+        None => ("linux".to_owned(), host_arch().to_owned()),
+    };
+    let entrypoint = options.entrypoint.clone().unwrap_or_else(|| vec![format!("/{module_path}")]);
+    let mut config = ConfigBuilder::default().entrypoint(entrypoint).cmd(options.cmd.clone());
+    if !options.env.is_empty() {
+        for pair in &options.env {
+            if !pair.contains('=') {
+                bail!("environment variable {pair:?} is not of the form KEY=VALUE");
+            }
+        }
+        config = config.env(options.env.clone());
+    }
+    if let Some(dir) = &options.workdir {
+        config = config.working_dir(dir.clone());
+    }
+    let image_config = ImageConfigurationBuilder::default()
+        .architecture(Arch::from(arch.as_str()))
+        .os(Os::from(os.as_str()))
+        .config(config.build()?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id])
+                .build()?,
+        )
+        .build()?;
+
+    let mut layout = Layout::default();
+    let config_desc = layout.add_blob(MediaType::ImageConfig, canonical_json(&image_config)?)?;
+    let layer_desc = layout.add_blob(MediaType::Other(TAR_GZIP_LAYER.to_owned()), layer_gz)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(vec![layer_desc])
+        .build()?;
+    let manifest_desc = layout.add_blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
+    let tag = options.name.rsplit_once(':').map(|(_, tag)| tag).filter(|t| !t.contains('/')).unwrap_or("latest");
+    let manifest_desc = DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(manifest_desc.digest().clone())
+        .size(manifest_desc.size())
+        .platform(PlatformBuilder::default().os(Os::from(os.as_str())).architecture(Arch::from(arch.as_str())).build()?)
+        .annotations([
+            (CONTAINERD_IMAGE_NAME.to_owned(), options.name.clone()),
+            (OCI_REF_NAME.to_owned(), tag.to_owned()),
+        ])
+        .build()?;
+    layout.index = Some(
+        ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(vec![manifest_desc])
+            .build()?,
+    );
+    Ok(layout)
+}
+
+/// Builds the image and writes its layout tarball to `output`.
+pub fn build_to_file(options: &BuildOptions, output: &Path) -> Result<Layout> {
+    let layout = build(options)?;
+    let tmp = output.with_extension("tar.partial");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    layout.write_tar(std::io::BufWriter::new(file))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+    Ok(layout)
+}
+
+/// `/a/b/` → `a/b`; refuses `..` and empty paths.
+fn normalize_image_path(path: &str) -> Result<String> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.is_empty() || parts.contains(&"..") {
+        bail!("{path:?} is not a usable path inside the image");
+    }
+    Ok(parts.join("/"))
+}
+
+/// Adds a host file, or a directory's files recursively, under `dest`.
+fn collect(host: &Path, dest: &str, files: &mut BTreeMap<String, (Vec<u8>, u32)>) -> Result<()> {
+    let meta = std::fs::metadata(host).with_context(|| format!("reading {}", host.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(host)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            collect(&entry.path(), &format!("{dest}/{name}"), files)?;
+        }
+    } else {
+        let bytes = std::fs::read(host).with_context(|| format!("reading {}", host.display()))?;
+        let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+        files.insert(dest.to_owned(), (bytes, mode));
+    }
+    Ok(())
+}
+
+/// A tar of `files` with their parent directories, sorted, with no times or owners.
+fn layer_tar(files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<Vec<u8>> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in files.keys() {
+        let mut parent = Path::new(path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(format!("{}/", dir.display()));
+            parent = dir.parent();
+        }
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in &dirs {
+        append_dir(&mut tar, dir)?;
+    }
+    for (path, (bytes, mode)) in files {
+        append_file(&mut tar, path, bytes, *mode)?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_inputs_same_digest_and_layout_reads_back() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let wat = dir.path().join("hello.wat");
+        std::fs::write(&wat, r#"(module (func (export "_start")))"#)?;
+        std::fs::create_dir(dir.path().join("data"))?;
+        std::fs::write(dir.path().join("data/input.txt"), "words here")?;
+        let mut options = BuildOptions::new(&wat, "localhost/wasmbox/t:1");
+        options.files.push((dir.path().join("data"), "/srv/data".into()));
+        options.env.push("A=1".into());
+        let first = build(&options)?;
+        let second = build(&options)?;
+        assert_eq!(first.manifest()?.0.digest(), second.manifest()?.0.digest());
+
+        let out = dir.path().join("t.tar");
+        build_to_file(&options, &out)?;
+        let read = Layout::read_file(&out)?;
+        assert_eq!(read.manifest()?.0.digest(), first.manifest()?.0.digest());
+        let mut bytes = Vec::new();
+        first.write_tar(&mut bytes)?;
+        let on_disk = std::fs::read(&out)?;
+        assert_eq!(bytes.len(), on_disk.len());
+        assert!(bytes == on_disk, "the tarball itself is reproducible");
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_non_wasm_and_bad_paths() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let bad = dir.path().join("bad.wasm");
+        std::fs::write(&bad, [0u8, 1, 2, 3])?;
+        assert!(build(&BuildOptions::new(&bad, "x:1")).is_err());
+        let good = dir.path().join("ok.wat");
+        std::fs::write(&good, "(module)")?;
+        let mut options = BuildOptions::new(&good, "x:1");
+        options.module_path = Some("/../etc/x".into());
+        assert!(build(&options).is_err());
+        Ok(())
+    }
+}

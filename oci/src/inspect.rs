@@ -1,0 +1,133 @@
+//! Describing an image: its name, manifest, config and layers, and each Wasm binary's kind, imports and exports.
+
+use std::fmt::Write as _;
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use flate2::read::GzDecoder;
+use oci_spec::image::{Descriptor, ImageConfiguration};
+
+use crate::build::CONTAINERD_IMAGE_NAME;
+use crate::layout::Layout;
+use crate::wasm::{self, WasmInfo};
+
+/// A file found in a layer that wasmbox could run.
+pub struct LayerFile {
+    pub path: String,
+    pub size: usize,
+    pub info: WasmInfo,
+}
+
+/// One layer and the runnable files in it.
+pub struct LayerSummary {
+    pub descriptor: Descriptor,
+    pub files: Vec<LayerFile>,
+}
+
+/// What `wasmbox image inspect` prints.
+pub struct ImageSummary {
+    pub name: Option<String>,
+    pub manifest: Descriptor,
+    pub config: ImageConfiguration,
+    pub layers: Vec<LayerSummary>,
+}
+
+/// Reads the summary of a layout.
+pub fn summarize(layout: &Layout) -> Result<ImageSummary> {
+    let (manifest_desc, manifest) = layout.manifest()?;
+    let config: ImageConfiguration = layout.json(manifest.config())?;
+    let name = manifest_desc
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(CONTAINERD_IMAGE_NAME).cloned());
+    let layers = manifest
+        .layers()
+        .iter()
+        .map(|descriptor| {
+            let files = runnable_files(layout.blob(descriptor)?, &descriptor.media_type().to_string())
+                .with_context(|| format!("reading layer {}", descriptor.digest()))?;
+            Ok(LayerSummary { descriptor: descriptor.clone(), files })
+        })
+        .collect::<Result<_>>()?;
+    Ok(ImageSummary { name, manifest: manifest_desc, config, layers })
+}
+
+/// The Wasm (`.wasm`, `.wat`) and executable files of a tar layer.
+fn runnable_files(blob: &[u8], media_type: &str) -> Result<Vec<LayerFile>> {
+    let reader: Box<dyn Read + '_> = if media_type.ends_with("gzip") {
+        Box::new(GzDecoder::new(blob))
+    } else {
+        Box::new(blob)
+    };
+    let mut files = Vec::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = format!("/{}", entry.path()?.to_string_lossy().trim_start_matches("./"));
+        let executable = entry.header().mode()? & 0o111 != 0;
+        if !(path.ends_with(".wasm") || path.ends_with(".wat") || executable) {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        if let Ok(info) = wasm::describe(&bytes) {
+            files.push(LayerFile { path, size: bytes.len(), info });
+        }
+    }
+    Ok(files)
+}
+
+impl ImageSummary {
+    /// The human-readable description.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let cfg = self.config.config().clone().unwrap_or_default();
+        let _ = writeln!(out, "image:      {}", self.name.as_deref().unwrap_or("(no name)"));
+        let _ = writeln!(out, "layout:     tar layer (containerd unpacks it into the root file system)");
+        let _ = writeln!(out, "manifest:   {} ({} bytes)", self.manifest.digest(), self.manifest.size());
+        let _ = writeln!(out, "platform:   {}/{}", self.config.os(), self.config.architecture());
+        let _ = writeln!(out, "entrypoint: {:?}", cfg.entrypoint().clone().unwrap_or_default());
+        let _ = writeln!(out, "cmd:        {:?}", cfg.cmd().clone().unwrap_or_default());
+        let _ = writeln!(out, "env:        {:?}", cfg.env().clone().unwrap_or_default());
+        let _ = writeln!(out, "workdir:    {}", cfg.working_dir().as_deref().unwrap_or("/"));
+        let _ = writeln!(out, "layers:");
+        for layer in &self.layers {
+            let d = &layer.descriptor;
+            let _ = writeln!(out, "  {} {} ({} bytes)", d.digest(), d.media_type(), d.size());
+            for file in &layer.files {
+                let text = if file.info.text { ", WebAssembly text" } else { "" };
+                let _ = writeln!(out, "    {}: {}{text}, {} bytes", file.path, file.info.kind.describe(), file.size);
+                if !file.info.imports.is_empty() {
+                    let _ = writeln!(out, "      imports: {}", file.info.imports.join(", "));
+                }
+                if !file.info.exports.is_empty() {
+                    let _ = writeln!(out, "      exports: {}", file.info.exports.join(", "));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{BuildOptions, build};
+
+    #[test]
+    fn inspect_names_kind_imports_and_exports() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let wat = dir.path().join("add.wat");
+        std::fs::write(&wat, r#"(module (import "console" "log" (func (param i32))) (func (export "add")))"#)?;
+        let layout = build(&BuildOptions::new(&wat, "localhost/wasmbox/add:1"))?;
+        let text = summarize(&layout)?.render();
+        assert!(text.contains("image:      localhost/wasmbox/add:1"), "{text}");
+        assert!(text.contains("/add.wat: module"), "{text}");
+        assert!(text.contains("imports: console::log"), "{text}");
+        assert!(text.contains("exports: add"), "{text}");
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! Wasm OCI images: build them as OCI image layout tarballs, read them back, and describe the Wasm inside.
+//!
+//! - [`build`]: an image from a `.wasm` / `.wat` file (or a Linux executable) plus extra files;
+//! - [`layout`]: reading and writing OCI image layout tarballs (`oci-layout`, `index.json`, `blobs/`);
+//! - [`inspect`]: what an image holds: manifest, config, layers, and each Wasm binary's kind,
+//!   imports and exports;
+//! - [`wasm`]: classifying a file and listing its imports and exports.
+
+pub mod build;
+pub mod inspect;
+pub mod layout;
+pub mod wasm;
+
+/// Media types used by wasmbox images.
+pub mod media {
+    pub use oci_spec::image::MediaType;
+    /// A gzip-compressed tar layer: what containerd 1.6 unpacks into a root file system.
+    pub const TAR_GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+}

@@ -1,0 +1,63 @@
+//! `wasmbox-run`: run one Wasm file in this process with the wasmbox engine, as the shim would inside a container.
+//!
+//! Used for debugging guests without containerd, and by `make bench` as the in-process floor:
+//! `--repeat N` compiles once, then instantiates and runs the program N times, and prints the
+//! compile time and the median run time on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use wasmbox_runtime::{Engine, Entrypoint, RunConfig};
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut repeat = None;
+    if args.first().map(String::as_str) == Some("--repeat") {
+        repeat = args.get(1).and_then(|n| n.parse::<usize>().ok());
+        if repeat.is_none() {
+            eprintln!("wasmbox-run: --repeat takes a number");
+            return ExitCode::from(2);
+        }
+        args.drain(..2);
+    }
+    if args.is_empty() || args[0] == "--help" || args[0] == "-h" {
+        eprintln!("usage: wasmbox-run [--repeat N] FILE[#FUNC] [ARGS...]");
+        eprintln!("Runs a WASI module, component or .wat file in-process; the whole host file system is preopened at /.");
+        return ExitCode::from(2);
+    }
+    let entry = Entrypoint::parse(&args[0]);
+    let mut config = RunConfig::new(args.clone());
+    config.cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "/".into());
+    config.env = std::env::vars().collect();
+    let config = config.with_pwd();
+    let result = (|| {
+        let engine = Engine::new(None).map_err(wasmbox_runtime::RunError::internal)?;
+        let started = Instant::now();
+        let program = engine.load_file(&PathBuf::from(&entry.path))?;
+        let compiled = started.elapsed();
+        let mut runs = Vec::new();
+        let mut code = 0;
+        for _ in 0..repeat.unwrap_or(1) {
+            let started = Instant::now();
+            code = engine.run(&program, &entry, &config)?;
+            runs.push(started.elapsed());
+        }
+        if repeat.is_some() {
+            runs.sort();
+            eprintln!(
+                "compile_ms={:.3} run_median_ms={:.3}",
+                compiled.as_secs_f64() * 1e3,
+                runs[runs.len() / 2].as_secs_f64() * 1e3
+            );
+        }
+        Ok::<_, wasmbox_runtime::RunError>(code)
+    })();
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) => {
+            eprintln!("wasmbox-run: {}", err.report());
+            ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}

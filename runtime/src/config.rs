@@ -1,0 +1,187 @@
+//! What a guest is given to run with: its entry point, args, env, working directory and preopened directories.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use oci_spec::runtime::Spec;
+
+/// The entry point named by a container's `argv[0]`: a file, and optionally `#func`, an export to call.
+///
+/// `"/app/hello.wasm"` runs the file's `_start` (modules) or `wasi:cli/run` (components);
+/// `"/app/lib.wasm#add"` calls the export `add` instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entrypoint {
+    /// Path of the module, component or `.wat` file inside the container.
+    pub path: PathBuf,
+    /// The export to call, when `#func` was given.
+    pub func: Option<String>,
+}
+
+impl Entrypoint {
+    /// Splits `path#func` into its parts; an empty `func` counts as none.
+    pub fn parse(arg0: &str) -> Self {
+        let (path, func) = match arg0.split_once('#') {
+            Some((path, func)) => (path, Some(func).filter(|f| !f.is_empty())),
+            None => (arg0, None),
+        };
+        Entrypoint {
+            path: PathBuf::from(path),
+            func: func.map(str::to_owned),
+        }
+    }
+}
+
+/// A host directory that the guest sees at `guest` path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    /// Refuse writes through WASI even where the host file system would allow them.
+    pub read_only: bool,
+}
+
+/// Everything about the guest's process that comes from the container's spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunConfig {
+    /// `argv`, with `argv[0]` as the image gives it (including any `#func`).
+    pub args: Vec<String>,
+    /// Environment variables in order; `PWD` is added from `cwd` when the spec does not set it.
+    pub env: Vec<(String, String)>,
+    /// The process's working directory: components get it as their initial cwd,
+    /// preview 1 guests see it as `PWD`.
+    pub cwd: String,
+    /// Directories the guest may open.
+    pub preopens: Vec<Preopen>,
+}
+
+impl RunConfig {
+    /// A config with these args, no env, cwd `/` and the whole root file system preopened.
+    pub fn new(args: Vec<String>) -> Self {
+        RunConfig {
+            args,
+            env: Vec::new(),
+            cwd: "/".to_owned(),
+            preopens: vec![root_preopen()],
+        }
+    }
+
+    /// Builds the config from an OCI runtime spec, as seen from inside the container
+    /// (after the runtime has pivoted into its root file system).
+    ///
+    /// The guest gets the container's whole file system, mounts included, as the preopen `/`.
+    /// Read-only mounts and a read-only root stay read-only: the kernel refuses the write
+    /// and the guest sees `EROFS`.
+    pub fn from_oci_spec(spec: &Spec) -> Result<Self> {
+        let process = spec
+            .process()
+            .as_ref()
+            .context("the OCI spec has no `process` section")?;
+        let args = process.args().clone().unwrap_or_default();
+        let cwd = process.cwd().to_string_lossy().into_owned();
+        let env = process
+            .env()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|pair| parse_env(pair))
+            .collect();
+        Ok(RunConfig {
+            args,
+            env,
+            cwd: if cwd.is_empty() { "/".to_owned() } else { cwd },
+            preopens: vec![root_preopen()],
+        })
+        .map(RunConfig::with_pwd)
+    }
+
+    /// Adds `PWD=<cwd>` unless the environment already names `PWD`.
+    pub fn with_pwd(mut self) -> Self {
+        if !self.env.iter().any(|(key, _)| key == "PWD") {
+            self.env.push(("PWD".to_owned(), self.cwd.clone()));
+        }
+        self
+    }
+
+    /// The entry point named by `argv[0]`.
+    pub fn entrypoint(&self) -> Result<Entrypoint> {
+        let arg0 = self
+            .args
+            .first()
+            .context("the container has no args: argv[0] must name a Wasm file")?;
+        Ok(Entrypoint::parse(arg0))
+    }
+}
+
+fn root_preopen() -> Preopen {
+    Preopen {
+        host: PathBuf::from("/"),
+        guest: "/".to_owned(),
+        read_only: false,
+    }
+}
+
+fn parse_env(pair: &str) -> (String, String) {
+    match pair.split_once('=') {
+        Some((key, value)) => (key.to_owned(), value.to_owned()),
+        None => (pair.to_owned(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{ProcessBuilder, SpecBuilder};
+
+    #[test]
+    fn entrypoint_splits_function() {
+        assert_eq!(
+            Entrypoint::parse("/a/b.wasm#add"),
+            Entrypoint { path: "/a/b.wasm".into(), func: Some("add".into()) }
+        );
+        assert_eq!(Entrypoint::parse("/a/b.wasm").func, None);
+        assert_eq!(Entrypoint::parse("/a/b.wasm#").func, None);
+    }
+
+    #[test]
+    fn config_from_spec_keeps_args_env_and_cwd() -> Result<()> {
+        let spec = SpecBuilder::default()
+            .process(
+                ProcessBuilder::default()
+                    .args(vec!["/hello.wasm".to_owned(), "x y".to_owned()])
+                    .env(vec!["A=1".to_owned(), "B=two=2".to_owned(), "EMPTY".to_owned()])
+                    .cwd("/work")
+                    .build()?,
+            )
+            .build()?;
+        let config = RunConfig::from_oci_spec(&spec)?;
+        assert_eq!(config.args, ["/hello.wasm", "x y"]);
+        assert_eq!(
+            config.env,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "two=2".into()),
+                ("EMPTY".into(), String::new()),
+                ("PWD".into(), "/work".into())
+            ]
+        );
+        assert_eq!(config.cwd, "/work");
+        assert_eq!(config.entrypoint()?.path, PathBuf::from("/hello.wasm"));
+        Ok(())
+    }
+
+    #[test]
+    fn explicit_pwd_is_kept() -> Result<()> {
+        let spec = SpecBuilder::default()
+            .process(ProcessBuilder::default().args(vec!["/x".into()]).env(vec!["PWD=/elsewhere".into()]).cwd("/work").build()?)
+            .build()?;
+        let config = RunConfig::from_oci_spec(&spec)?;
+        assert_eq!(config.env, [("PWD".into(), "/elsewhere".into())]);
+        Ok(())
+    }
+
+    #[test]
+    fn no_args_is_an_error() {
+        let err = RunConfig::new(vec![]).entrypoint().unwrap_err();
+        assert!(err.to_string().contains("argv[0]"), "{err}");
+    }
+}

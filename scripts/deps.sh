@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the build, the images and the tests need and this machine lacks; says what it does.
+set -euo pipefail
+
+packages=(containerd runc busybox-static protobuf-compiler libseccomp-dev libsystemd-dev pkg-config
+          containernetworking-plugins clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing Debian packages: ${missing[*]}"
+  [ "$(id -u)" = 0 ] || { echo "deps: need root to install packages" >&2; exit 1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "deps: Debian packages present"
+fi
+
+command -v cargo >/dev/null || { echo "deps: the Rust toolchain (cargo, rustup) is required" >&2; exit 1; }
+installed=$(rustup target list --installed)
+for t in wasm32-wasip1 wasm32-wasip2; do
+  if ! grep -qx "$t" <<<"$installed"; then
+    echo "deps: adding Rust target $t"
+    rustup target add "$t"
+  fi
+done

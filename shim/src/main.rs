@@ -1,0 +1,34 @@
+//! `containerd-shim-wasmbox-v1`: the containerd shim (runtime type `io.containerd.wasmbox.v1`) that runs Wasm images.
+//!
+//! This is glue. `containerd-shim-wasm` speaks the shim protocol and has youki's libcontainer
+//! create the container (namespaces, cgroups, root file system, mounts, stdio). Inside the
+//! container's init process it either execs an ELF / `#!` entry point as an ordinary Linux
+//! container, or hands the Wasm entry point to [`WasmboxSandbox`], which runs it with
+//! `wasmbox-runtime`.
+
+mod sandbox;
+
+use containerd_shim_wasm::shim::{Cli, Config, Shim, Version, version};
+
+use crate::sandbox::WasmboxSandbox;
+
+/// The shim as `containerd-shim-wasm` sees it.
+struct WasmboxShim;
+
+impl Shim for WasmboxShim {
+    type Sandbox = WasmboxSandbox;
+
+    fn name() -> &'static str {
+        "wasmbox"
+    }
+
+    fn version() -> Version {
+        version!()
+    }
+}
+
+fn main() {
+    // Must happen before `run` forks the zygote, so that containers inherit the open cache.
+    sandbox::open_code_cache();
+    WasmboxShim::run(Config::default());
+}

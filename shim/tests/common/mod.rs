@@ -1,0 +1,181 @@
+//! End-to-end test harness: one private containerd per test binary, driven through the real `ctr`.
+//!
+//! The containerd is started by `scripts/containerd.sh` (the same script the demo and the
+//! benchmarks use) with the shim this build produced, and stopped by its PID when the test
+//! binary exits. Images come from `make images`. Missing root, containerd or images make every
+//! test fail with the reason: nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const WASMBOX: &str = "io.containerd.wasmbox.v1";
+pub const NAMESPACE: &str = "wasmbox-test";
+
+pub struct Containerd {
+    pub work: PathBuf,
+    script: PathBuf,
+    images: PathBuf,
+    imported: Mutex<HashSet<String>>,
+}
+
+/// The outcome of one `ctr run`.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+static CONTAINERD: OnceLock<Containerd> = OnceLock::new();
+
+extern "C" fn stop_at_exit() {
+    if let Some(containerd) = CONTAINERD.get() {
+        let _ = Command::new(&containerd.script).arg("stop").arg(&containerd.work).status();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+}
+
+/// The images directory: `$WASMBOX_IMAGES`, else `wasmbox-images` in this build's target dir.
+fn images_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WASMBOX_IMAGES") {
+        return PathBuf::from(dir);
+    }
+    // …/target/release/deps/test-binary → …/target/wasmbox-images
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors().nth(3).expect("target dir").join("wasmbox-images")
+}
+
+/// The private containerd of this test binary, started on first use.
+pub fn containerd() -> &'static Containerd {
+    CONTAINERD.get_or_init(|| {
+        assert_eq!(unsafe { libc::geteuid() }, 0, "the end-to-end tests need root (they run containerd)");
+        let images = images_dir();
+        assert!(
+            images.join("hello.tar").is_file(),
+            "no example images in {}: run `make images` (or `make test`) first",
+            images.display()
+        );
+        let binary = std::env::current_exe().expect("current exe");
+        let name = binary.file_name().unwrap().to_string_lossy().into_owned();
+        let work = PathBuf::from(format!("/tmp/wasmbox-e2e-{name}-{}", std::process::id()));
+        let script = repo_root().join("scripts/containerd.sh");
+        let shim = env!("CARGO_BIN_EXE_containerd-shim-wasmbox-v1");
+        let status = Command::new(&script)
+            .args(["start"])
+            .arg(&work)
+            .arg(shim)
+            .status()
+            .expect("running scripts/containerd.sh");
+        assert!(status.success(), "the private containerd did not start (see above)");
+        unsafe { libc::atexit(stop_at_exit) };
+        Containerd { work, script, images, imported: Mutex::new(HashSet::new()) }
+    })
+}
+
+impl Containerd {
+    /// `ctr` against this containerd in the test namespace.
+    pub fn ctr(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("-a").arg(self.work.join("containerd.sock")).args(["-n", NAMESPACE]);
+        cmd
+    }
+
+    /// Runs `ctr ARGS` and returns its output, whatever its exit status.
+    pub fn ctr_output(&self, args: &[&str]) -> Output {
+        self.ctr().args(args).output().expect("running ctr")
+    }
+
+    /// Imports image `name` (`<images>/<name>.tar`) once; returns its reference.
+    pub fn image(&self, name: &str) -> String {
+        let reference = format!("localhost/wasmbox/{name}:latest");
+        let mut imported = self.imported.lock().unwrap();
+        if imported.insert(name.to_owned()) {
+            let tar = self.images.join(format!("{name}.tar"));
+            let out = self.ctr_output(&["images", "import", tar.to_str().unwrap()]);
+            assert!(out.status.success(), "ctr images import {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        reference
+    }
+
+    /// `ctr run --rm [flags] IMAGE ID [args]` with the wasmbox runtime.
+    pub fn run_wasm(&self, image: &str, id: &str, flags: &[&str], args: &[&str]) -> Run {
+        self.run_with(Some(WASMBOX), image, id, flags, args)
+    }
+
+    /// `ctr run --rm` with `runtime` (None: containerd's default, runc).
+    pub fn run_with(&self, runtime: Option<&str>, image: &str, id: &str, flags: &[&str], args: &[&str]) -> Run {
+        let reference = self.image(image);
+        let mut cmd = self.ctr();
+        cmd.args(["run", "--rm"]);
+        if let Some(runtime) = runtime {
+            cmd.args(["--runtime", runtime]);
+        }
+        cmd.args(flags).arg(&reference).arg(id).args(args);
+        let out = cmd.output().expect("running ctr run");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts that container `id` left nothing: no containerd task or container, no shim
+    /// process, no mount, no cgroup. Shims exit a moment after `ctr` returns, so this waits a little.
+    pub fn assert_no_leftovers(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leftovers = self.leftovers(id);
+            if leftovers.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("container {id} left behind: {leftovers:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn leftovers(&self, id: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for what in ["tasks", "containers"] {
+            let out = self.ctr_output(&[what, "ls", "-q"]);
+            if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.split_whitespace().next() == Some(id)) {
+                found.push(format!("containerd {what} entry"));
+            }
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-wasmbox-v1"));
+            if is_shim && args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes()) {
+                found.push(format!("shim process {}", entry.file_name().to_string_lossy()));
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for line in mountinfo.lines().filter(|l| l.contains(id)) {
+            found.push(format!("mount {line}"));
+        }
+        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let dir = controller.path().join(NAMESPACE).join(id);
+            if dir.exists() {
+                found.push(format!("cgroup {}", dir.display()));
+            }
+        }
+        found
+    }
+}
+
+/// A container id unique to this test run.
+pub fn unique_id(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}

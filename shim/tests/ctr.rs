@@ -1,0 +1,229 @@
+//! End-to-end: Wasm images run through a real containerd with `ctr run --runtime io.containerd.wasmbox.v1`.
+
+mod common;
+
+use common::{Run, containerd, unique_id};
+
+fn assert_ok(run: &Run) {
+    assert_eq!(run.code, 0, "expected exit 0: {run:#?}");
+}
+
+/// Runs the probe guest with `args` and checks the container left nothing behind.
+fn probe(flags: &[&str], args: &[&str]) -> Run {
+    let c = containerd();
+    let id = unique_id("probe");
+    let mut full = vec!["/probe.wasm"];
+    full.extend_from_slice(args);
+    let run = c.run_wasm("probe", &id, flags, &full);
+    c.assert_no_leftovers(&id);
+    run
+}
+
+#[test]
+fn rust_wasip1_module_prints_its_greeting() {
+    let c = containerd();
+    let id = unique_id("hello");
+    let run = c.run_wasm("hello", &id, &[], &[]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "Hello from Rust on wasmbox (wasm32-wasip1)!\n");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn rust_wasip2_component_runs_in_its_cwd() {
+    let c = containerd();
+    let id = unique_id("component");
+    let run = c.run_wasm("hello-component", &id, &["--cwd", "/dev"], &[]);
+    assert_ok(&run);
+    assert!(run.stdout.contains("Hello from a Rust component on wasmbox (wasm32-wasip2)!"), "{run:#?}");
+    assert!(run.stdout.contains("cwd: /dev\n"), "components get process.cwd as their cwd: {run:#?}");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn wat_text_module_runs() {
+    let c = containerd();
+    let id = unique_id("wat");
+    let run = c.run_wasm("hello-wat", &id, &[], &[]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "Hello from WebAssembly text!\n");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn exit_code_of_proc_exit_is_the_containers() {
+    assert_eq!(probe(&[], &["exit", "3"]).code, 3);
+    assert_eq!(probe(&[], &["exit", "0"]).code, 0);
+}
+
+#[test]
+fn trap_exits_non_zero_with_message_and_backtrace() {
+    let run = probe(&[], &["trap"]);
+    assert_eq!(run.code, 134, "{run:#?}");
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("wasmbox: /probe.wasm: wasm trap: "), "{run:#?}");
+    assert!(first.contains("unreachable"), "{run:#?}");
+    assert!(run.stderr.contains("wasm backtrace"), "the backtrace follows: {run:#?}");
+}
+
+#[test]
+fn args_reach_the_guest_with_argv0_as_given() {
+    let run = probe(&[], &["args", "one", "two words", ""]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "/probe.wasm\nargs\none\ntwo words\n\n");
+}
+
+#[test]
+fn env_reaches_the_guest() {
+    let run = probe(&["--env", "GREETING=hi there", "--env", "EMPTY="], &["env", "GREETING", "EMPTY", "NOPE"]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "GREETING=hi there\nEMPTY=\nNOPE unset\n");
+}
+
+#[test]
+fn cwd_is_pwd_for_preview1_guests() {
+    let run = probe(&["--cwd", "/fixtures"], &["cwd"]);
+    assert_ok(&run);
+    // wasi-libc starts every preview 1 guest at `/`: the cwd reaches it as PWD.
+    assert_eq!(run.stdout, "PWD=/fixtures\ncurrent_dir=/\n");
+}
+
+#[test]
+fn guest_sees_the_image_root_file_system() {
+    let run = probe(&[], &["ls", "/fixtures"]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "hello.wat\ninvalid.wasm\nmissing-import.wat\n");
+}
+
+#[test]
+fn bind_mount_is_readable_and_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "from the host\n").unwrap();
+    let mount = format!("type=bind,src={},dst=/data,options=rbind:rw", dir.path().display());
+    let run = probe(&["--mount", &mount], &["cat", "/data/in.txt"]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "from the host\n");
+    let run = probe(&["--mount", &mount], &["write", "/data/out.txt", "from the guest"]);
+    assert_ok(&run);
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).unwrap(), "from the guest");
+}
+
+#[test]
+fn write_to_read_only_mount_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "read me\n").unwrap();
+    let mount = format!("type=bind,src={},dst=/data,options=rbind:ro", dir.path().display());
+    let run = probe(&["--mount", &mount], &["cat", "/data/in.txt"]);
+    assert_eq!(run.stdout, "read me\n", "{run:#?}");
+    let run = probe(&["--mount", &mount], &["write", "/data/out.txt", "nope"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("cannot write /data/out.txt: Read-only file system"), "{run:#?}");
+    assert!(!dir.path().join("out.txt").exists());
+}
+
+#[test]
+fn write_to_read_only_rootfs_is_refused() {
+    let run = probe(&["--read-only"], &["write", "/new.txt", "nope"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("Read-only file system"), "{run:#?}");
+}
+
+#[test]
+fn linux_container_runs_next_to_a_wasm_one() {
+    let c = containerd();
+    let linux = unique_id("busybox-runc");
+    let image = c.image("busybox");
+    let out = c.ctr_output(&["run", "-d", &image, &linux, "/bin/busybox", "sleep", "30"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let wasm = unique_id("hello-beside");
+    let run = c.run_wasm("hello", &wasm, &[], &[]);
+    assert_ok(&run);
+    let tasks = String::from_utf8_lossy(&c.ctr_output(&["tasks", "ls"]).stdout).into_owned();
+    assert!(tasks.lines().any(|l| l.starts_with(&linux) && l.contains("RUNNING")), "{tasks}");
+
+    let out = c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &linux]);
+    assert!(out.status.success(), "{out:?}");
+    for _ in 0..50 {
+        if c.ctr_output(&["tasks", "delete", &linux]).status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(c.ctr_output(&["containers", "delete", &linux]).status.success());
+    c.assert_no_leftovers(&wasm);
+}
+
+#[test]
+fn elf_entrypoint_runs_as_a_linux_container_through_the_wasmbox_shim() {
+    let c = containerd();
+    let id = unique_id("busybox-wasmbox");
+    let run = c.run_wasm("busybox", &id, &[], &[]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "Hello from busybox\n");
+    c.assert_no_leftovers(&id);
+    let via_runc = c.run_with(None, "busybox", &unique_id("busybox-runc"), &[], &[]);
+    assert_eq!(via_runc.stdout, run.stdout);
+}
+
+/// Bad input: one line of cause on stderr, a non-zero exit, nothing left behind (checked by `probe`).
+fn assert_one_line_failure(run: &Run, code: i32, needle: &str) {
+    assert_eq!(run.code, code, "{run:#?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of cause: {run:#?}");
+    assert!(lines[0].starts_with("wasmbox: ") && lines[0].contains(needle), "{run:#?}");
+}
+
+#[test]
+fn invalid_wasm_bytes_fail_clearly() {
+    let c = containerd();
+    let id = unique_id("invalid");
+    let run = c.run_wasm("probe", &id, &[], &["/fixtures/invalid.wasm"]);
+    assert_one_line_failure(&run, 126, "/fixtures/invalid.wasm: invalid WebAssembly");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn missing_entrypoint_file_fails_clearly() {
+    let c = containerd();
+    let id = unique_id("missing");
+    let run = c.run_wasm("probe", &id, &[], &["/no/such.wasm"]);
+    assert_one_line_failure(&run, 127, "/no/such.wasm: No such file or directory");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn unknown_import_fails_clearly_naming_it() {
+    let c = containerd();
+    let id = unique_id("import");
+    let run = c.run_wasm("probe", &id, &[], &["/fixtures/missing-import.wat"]);
+    assert_one_line_failure(&run, 126, "env::no_such_function");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn missing_export_fails_clearly_naming_the_exports() {
+    let c = containerd();
+    let id = unique_id("export");
+    let run = c.run_wasm("probe", &id, &[], &["/fixtures/hello.wat#nope"]);
+    assert_one_line_failure(&run, 126, "no exported function `nope` (exported functions: _start)");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn compiled_code_is_cached_and_reused() {
+    let c = containerd();
+    let first = c.run_wasm("hello-wat", &unique_id("cache"), &[], &["/hello.wat"]);
+    assert_ok(&first);
+    let second = c.run_wasm("hello-wat", &unique_id("cache"), &[], &["/hello.wat"]);
+    assert_ok(&second);
+    assert_eq!(first.stdout, second.stdout);
+    let entries: Vec<String> = std::fs::read_dir(c.work.join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(entries.iter().any(|e| e.ends_with(".cwasm")), "{entries:?}");
+    let log = std::fs::read_to_string(c.work.join("containerd.log")).unwrap();
+    assert!(log.contains("/hello.wat: compiled code mapped from the cache"), "no cache hit in the log");
+}
