@@ -76,6 +76,10 @@ stop)
   for p in $(pgrep -f "containerd-shim.*-address $sock" || true); do kill -9 "$p" 2>/dev/null || true; done
   # Unmount anything left under the work dir (rootfs overlays, network namespaces), deepest first.
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # The empty per-namespace cgroup parents of the namespaces wasmbox's scripts and tests use.
+  for ns in wasmbox wasmbox-demo wasmbox-test wasmbox-bench; do
+    rmdir /sys/fs/cgroup/*/"$ns" 2>/dev/null || true
+  done
   rm -rf "$work/root" "$work/state"
   ;;
 ctr)

@@ -68,9 +68,8 @@ impl RunConfig {
     /// Builds the config from an OCI runtime spec, as seen from inside the container
     /// (after the runtime has pivoted into its root file system).
     ///
-    /// The guest gets the container's whole file system, mounts included, as the preopen `/`.
-    /// Read-only mounts and a read-only root stay read-only: the kernel refuses the write
-    /// and the guest sees `EROFS`.
+    /// The guest gets the container's whole file system, mounts included, as the preopen `/`;
+    /// call [`preopens_from_mountinfo`] to make read-only mounts read-only at the WASI level too.
     pub fn from_oci_spec(spec: &Spec) -> Result<Self> {
         let process = spec
             .process()
@@ -110,6 +109,52 @@ impl RunConfig {
             .context("the container has no args: argv[0] must name a Wasm file")?;
         Ok(Entrypoint::parse(arg0))
     }
+}
+
+/// Preopens that mirror the mount table seen from inside the container (`/proc/self/mountinfo`):
+/// `/` and every mounted directory outside `/proc`, `/sys` and `/dev`, each read-only exactly
+/// when its mount is. WASI resolves a path through the longest matching preopen, so a write
+/// under a read-only mount is refused by WASI itself (`EPERM`), and a writable mount under a
+/// read-only root stays writable.
+pub fn preopens_from_mountinfo(mountinfo: &str) -> Vec<Preopen> {
+    let mut preopens = vec![root_preopen()];
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else { continue };
+        let mount_point = unescape_mountinfo(mount_point);
+        let read_only = options.split(',').any(|o| o == "ro");
+        let system = ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|p| mount_point == *p || mount_point.starts_with(&format!("{p}/")));
+        if mount_point == "/" {
+            preopens[0].read_only = read_only;
+        } else if !system && std::path::Path::new(&mount_point).is_dir() {
+            preopens.retain(|p| p.guest != mount_point);
+            preopens.push(Preopen { host: PathBuf::from(&mount_point), guest: mount_point, read_only });
+        }
+    }
+    preopens
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as octal `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn root_preopen() -> Preopen {
@@ -176,6 +221,30 @@ mod tests {
             .build()?;
         let config = RunConfig::from_oci_spec(&spec)?;
         assert_eq!(config.env, [("PWD".into(), "/elsewhere".into())]);
+        Ok(())
+    }
+
+    #[test]
+    fn preopens_follow_the_mount_table() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("my data");
+        std::fs::create_dir(&data)?;
+        let escaped = data.display().to_string().replace(' ', "\\040");
+        let mountinfo = format!(
+            "1 0 8:1 / / ro,relatime - overlay overlay rw\n\
+             2 1 0:5 / /proc rw - proc proc rw\n\
+             3 1 0:6 / /sys ro - sysfs sysfs ro\n\
+             4 1 8:1 /x {escaped} rw,relatime - ext4 /dev/vda rw\n\
+             5 1 8:1 /y /no/such/dir ro - ext4 /dev/vda rw\n"
+        );
+        let preopens = preopens_from_mountinfo(&mountinfo);
+        assert_eq!(
+            preopens,
+            [
+                Preopen { host: "/".into(), guest: "/".into(), read_only: true },
+                Preopen { host: data.clone(), guest: data.display().to_string(), read_only: false },
+            ]
+        );
         Ok(())
     }
 

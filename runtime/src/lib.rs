@@ -28,6 +28,6 @@ pub mod run;
 pub mod wasi;
 
 pub use cache::CodeCache;
-pub use config::{Entrypoint, Preopen, RunConfig};
+pub use config::{Entrypoint, Preopen, RunConfig, preopens_from_mountinfo};
 pub use engine::{Engine, Program, ProgramKind, SourceKind};
 pub use run::{ExitStatus, RunError};

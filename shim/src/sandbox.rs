@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
 use wasmbox_runtime::run::FailureKind;
-use wasmbox_runtime::{CodeCache, Engine, Entrypoint, Program, RunConfig, RunError};
+use wasmbox_runtime::{CodeCache, Engine, Entrypoint, Program, RunConfig, RunError, preopens_from_mountinfo};
 
 /// Where compiled code is kept unless `WASMBOX_CACHE_DIR` (in containerd's environment) says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
@@ -113,6 +113,7 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
             })
             .collect(),
         cwd,
+        preopens: preopens_from_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
         ..RunConfig::new(args)
     }
     .with_pwd();
