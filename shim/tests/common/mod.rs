@@ -36,6 +36,9 @@ static CONTAINERD: OnceLock<Containerd> = OnceLock::new();
 extern "C" fn stop_at_exit() {
     if let Some(containerd) = CONTAINERD.get() {
         let _ = Command::new(&containerd.script).arg("stop").arg(&containerd.work).status();
+        if std::env::var_os("WASMBOX_KEEP_WORK").is_none() {
+            let _ = std::fs::remove_dir_all(&containerd.work);
+        }
     }
 }
 
