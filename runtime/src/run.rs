@@ -3,6 +3,7 @@
 //! | outcome | exit code |
 //! |---|---|
 //! | the guest returns from `_start` / `wasi:cli/run` | 0 (a component's `run` returning `err`: 1) |
+//! | every function named by `#f,g` returned (results printed) | 0 |
 //! | the guest calls `proc_exit(n)` / `wasi:cli/exit` | `n` |
 //! | the guest traps | 134 (128 + SIGABRT, as `wasmtime run`), the trap and its wasm backtrace on stderr |
 //! | the entry point file does not exist | 127 |
@@ -11,15 +12,17 @@
 
 use std::fmt;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use wasmtime::component::Linker as ComponentLinker;
-use wasmtime::{Func, Linker, Module, Store, Val, ValType};
+use wasmtime::{Linker, Module, Store};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::Command;
 
 use crate::config::{Entrypoint, RunConfig};
 use crate::engine::{Engine, Program, ProgramKind};
+use crate::invoke::{self, Args};
+use crate::jshost;
 use crate::wasi::{self, ComponentState};
 
 /// The exit code of a guest that ran to its end (normally or by `proc_exit`).
@@ -36,6 +39,9 @@ pub enum FailureKind {
     Trap,
     /// The host failed.
     Internal,
+    /// The guest called `proc_exit` / `wasi:cli/exit` with this code while a function ran:
+    /// not a failure, [`Engine::run`] turns it into its exit status.
+    Exit(i32),
 }
 
 /// A failure with its one-line cause and, for traps, the wasm backtrace.
@@ -66,6 +72,7 @@ impl RunError {
             FailureKind::Invalid => 126,
             FailureKind::Trap => 134,
             FailureKind::Internal => 125,
+            FailureKind::Exit(code) => code,
         }
     }
 
@@ -89,24 +96,20 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {}
 
 impl Engine {
-    /// Instantiates `program` with a WASI context from `config` and runs `entry`'s function
+    /// Instantiates `program` with a WASI context from `config` and runs `entry`'s functions
     /// (`_start` / `wasi:cli/run` when none is named), on the calling thread.
     ///
-    /// The args after `argv[0]` go to the guest as its argv; when `entry` names a function of a
-    /// core module that takes parameters, they are parsed as that function's arguments instead
-    /// and its results are printed to stdout, one per line.
+    /// With no function named, the args after `argv[0]` are the guest's argv. With
+    /// `#f1,f2,…`, they are the functions' arguments instead, and the results are printed to
+    /// stdout one per line (see [`crate::invoke`]).
     pub fn run(&self, program: &Program, entry: &Entrypoint, config: &RunConfig) -> Result<ExitStatus, RunError> {
-        match &program.kind {
+        let outcome = match &program.kind {
             ProgramKind::Module(module) => self.run_module(module, &program.origin, entry, config),
-            ProgramKind::Component(component) => {
-                if let Some(func) = &entry.func {
-                    return Err(RunError::invalid(anyhow!(
-                        "{}: calling `#{func}` on a component is not supported yet; run it without `#`",
-                        program.origin
-                    )));
-                }
-                self.run_component(component, &program.origin, config)
-            }
+            ProgramKind::Component(component) => self.run_component(component, &program.origin, entry, config),
+        };
+        match outcome {
+            Err(RunError { kind: FailureKind::Exit(code), .. }) => Ok(code),
+            other => other,
         }
     }
 
@@ -123,54 +126,45 @@ impl Engine {
             .map_err(|err| RunError::internal(anyhow::Error::from(err).context("linking WASI preview 1")))?;
         let wasi = wasi::builder(config).map_err(RunError::internal)?.build_p1();
         let mut store = Store::new(engine, wasi);
+        jshost::define_imports(&mut linker, &mut store, module)
+            .map_err(|err| RunError::invalid(anyhow!("{origin}: {err:#}")))?;
         let instance = linker
             .instantiate(&mut store, module)
             .map_err(|err| instantiation_error(origin, err))?;
+        let exports: Vec<String> = module
+            .exports()
+            .filter(|e| e.ty().func().is_some())
+            .map(|e| e.name().to_owned())
+            .collect();
 
-        let func_name = entry.func.as_deref().unwrap_or("_start");
-        let func = instance.get_func(&mut store, func_name).ok_or_else(|| {
-            let exports: Vec<&str> = module
-                .exports()
-                .filter(|e| e.ty().func().is_some())
-                .map(|e| e.name())
-                .collect();
-            RunError::invalid(anyhow!(
-                "{origin}: no exported function `{func_name}` (exported functions: {}){}",
-                if exports.is_empty() { "none".to_owned() } else { exports.join(", ") },
-                if entry.func.is_none() { "; name one with `path#function`" } else { "" }
-            ))
-        })?;
-        if entry.func.is_some() {
-            if let Some(init) = instance.get_func(&mut store, "_initialize") {
-                init.call(&mut store, &[], &mut []).map_err(|err| match exit_or_error(origin, err) {
-                    Ok(code) => RunError::new(
-                        FailureKind::Trap,
-                        anyhow!("{origin}: `_initialize` exited with code {code}"),
-                    ),
-                    Err(err) => err,
-                })?;
-            }
-        }
-        let params = match entry.func {
-            Some(_) => parse_args(&func, &store, func_name, origin, config.args.get(1..).unwrap_or_default())?,
-            None => Vec::new(),
+        let Some(names) = &entry.func else {
+            let start = instance.get_func(&mut store, "_start").ok_or_else(|| {
+                RunError::invalid(anyhow!(
+                    "{origin}: no exported function `_start` (exported functions: {}); name one with `path#function`",
+                    if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+                ))
+            })?;
+            start.call(&mut store, &[], &mut []).map_err(|err| guest_failure(origin, err))?;
+            return Ok(0);
         };
-        let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
-        match func.call(&mut store, &params, &mut results) {
-            Ok(()) => {
-                for value in &results {
-                    println!("{}", format_val(value));
-                }
-                Ok(0)
-            }
-            Err(err) => exit_or_error(origin, err),
+        if let Some(init) = instance.get_func(&mut store, "_initialize") {
+            init.call(&mut store, &[], &mut []).map_err(|err| guest_failure(origin, err))?;
         }
+        let mut args = Args { origin, remaining: config.args.get(1..).unwrap_or_default().iter() };
+        for name in names.split(',') {
+            for line in invoke::call_module_func(&mut store, &instance, name, &mut args, &exports)? {
+                println!("{line}");
+            }
+        }
+        args.finish(names)?;
+        Ok(0)
     }
 
     fn run_component(
         &self,
         component: &wasmtime::component::Component,
         origin: &str,
+        entry: &Entrypoint,
         config: &RunConfig,
     ) -> Result<ExitStatus, RunError> {
         let engine = self.wasmtime();
@@ -179,97 +173,55 @@ impl Engine {
             .map_err(|err| RunError::internal(anyhow::Error::from(err).context("linking WASI preview 2")))?;
         let state = ComponentState::new(config).map_err(RunError::internal)?;
         let mut store = Store::new(engine, state);
-        let command = Command::instantiate(&mut store, component, &linker)
+        let Some(names) = &entry.func else {
+            let command = Command::instantiate(&mut store, component, &linker)
+                .map_err(|err| instantiation_error(origin, err))?;
+            return match command.wasi_cli_run().call_run(&mut store) {
+                Ok(Ok(())) => Ok(0),
+                Ok(Err(())) => Ok(1),
+                Err(err) => Err(guest_failure(origin, err)),
+            };
+        };
+        let instance = linker
+            .instantiate(&mut store, component)
             .map_err(|err| instantiation_error(origin, err))?;
-        match command.wasi_cli_run().call_run(&mut store) {
-            Ok(Ok(())) => Ok(0),
-            Ok(Err(())) => Ok(1),
-            Err(err) => exit_or_error(origin, err),
+        let mut args = Args { origin, remaining: config.args.get(1..).unwrap_or_default().iter() };
+        for name in names.split(',') {
+            let func = invoke::component_func(&mut store, &instance, name).ok_or_else(|| {
+                RunError::invalid(anyhow!("{origin}: the component exports no function `{name}`"))
+            })?;
+            for line in invoke::call_component_func(&mut store, func, name, &mut args)? {
+                println!("{line}");
+            }
         }
+        args.finish(names)?;
+        Ok(0)
     }
 }
 
-/// Classifies an error raised while the guest ran: `proc_exit`, a trap, or a host failure.
-fn exit_or_error(origin: &str, err: wasmtime::Error) -> Result<ExitStatus, RunError> {
+/// Classifies an error raised while the guest ran: `proc_exit` (as [`FailureKind::Exit`]), a
+/// trap (with its wasm backtrace), or a host failure.
+pub(crate) fn guest_failure(origin: &str, err: wasmtime::Error) -> RunError {
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
-        return Ok(exit.0);
+        return RunError::new(FailureKind::Exit(exit.0), anyhow!("{origin}: exited with code {}", exit.0));
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         let detail = err
             .downcast_ref::<wasmtime::WasmBacktrace>()
             .map(|bt| bt.to_string().trim_end().to_owned());
-        return Err(RunError {
+        return RunError {
             kind: FailureKind::Trap,
             error: anyhow!("{origin}: wasm trap: {trap}"),
             detail,
-        });
+        };
     }
-    Err(RunError::new(FailureKind::Trap, anyhow!("{origin}: {err:#}")))
+    RunError::new(FailureKind::Trap, anyhow!("{origin}: {err:#}"))
 }
 
 /// Instantiation fails on unknown imports (the guest's fault) or on a trap in a start function.
 fn instantiation_error(origin: &str, err: wasmtime::Error) -> RunError {
-    if err.downcast_ref::<wasmtime::Trap>().is_some() {
-        return exit_or_error(origin, err).err().unwrap_or_else(|| {
-            RunError::new(FailureKind::Trap, anyhow!("{origin}: exited during instantiation"))
-        });
+    if err.downcast_ref::<wasmtime::Trap>().is_some() || err.downcast_ref::<I32Exit>().is_some() {
+        return guest_failure(origin, err);
     }
     RunError::invalid(anyhow!("{origin}: cannot instantiate: {err:#}"))
-}
-
-/// Parses the container's remaining args as the parameters of `func`.
-fn parse_args<T>(
-    func: &Func,
-    store: &Store<T>,
-    name: &str,
-    origin: &str,
-    args: &[String],
-) -> Result<Vec<Val>, RunError> {
-    let ty = func.ty(store);
-    let signature = || {
-        let params: Vec<String> = ty.params().map(|p| p.to_string()).collect();
-        let results: Vec<String> = ty.results().map(|p| p.to_string()).collect();
-        format!("{name}({}) -> ({})", params.join(", "), results.join(", "))
-    };
-    if ty.params().len() == 0 {
-        return Ok(Vec::new());
-    }
-    if ty.params().len() != args.len() {
-        return Err(RunError::invalid(anyhow!(
-            "{origin}: `{}` takes {} argument(s), {} given",
-            signature(),
-            ty.params().len(),
-            args.len()
-        )));
-    }
-    ty.params()
-        .zip(args)
-        .enumerate()
-        .map(|(i, (param, arg))| {
-            parse_val(&param, arg).with_context(|| {
-                format!("{origin}: argument {} of `{}`: cannot read {arg:?} as {param}", i + 1, signature())
-            })
-        })
-        .collect::<anyhow::Result<_>>()
-        .map_err(RunError::invalid)
-}
-
-fn parse_val(ty: &ValType, text: &str) -> anyhow::Result<Val> {
-    Ok(match ty {
-        ValType::I32 => Val::I32(text.parse()?),
-        ValType::I64 => Val::I64(text.parse()?),
-        ValType::F32 => Val::F32(text.parse::<f32>()?.to_bits()),
-        ValType::F64 => Val::F64(text.parse::<f64>()?.to_bits()),
-        other => anyhow::bail!("parameters of type {other} cannot be given as text"),
-    })
-}
-
-fn format_val(value: &Val) -> String {
-    match value {
-        Val::I32(v) => v.to_string(),
-        Val::I64(v) => v.to_string(),
-        Val::F32(bits) => f32::from_bits(*bits).to_string(),
-        Val::F64(bits) => f64::from_bits(*bits).to_string(),
-        other => format!("{other:?}"),
-    }
 }

@@ -1,0 +1,248 @@
+//! Calling named exports with arguments given as text, and printing their results: `file.wasm#f1,f2 ARGS…`.
+//!
+//! Core modules: each function takes as many of the remaining args as it has parameters, parsed
+//! as `i32`, `i64`, `f32` or `f64`. An argument written `str:TEXT` fills a `(ptr, len)` pair of
+//! `i32` parameters: the host allocates `len + 1` bytes through the guest's `malloc` (or
+//! `cabi_realloc`), copies TEXT and a NUL byte there (so C's `%s` works), passes the pointer and
+//! TEXT's length, and after the call gives the memory back with the guest's `free` if it has one.
+//! Results are printed one per line.
+//!
+//! Components: arguments and results are WAVE values, the text syntax `wasmtime run --invoke`
+//! uses (`42`, `"Alice"`, `[1, 2]`, `{a: 1}`, `some(3)`). `#name` is a function exported at the
+//! top level; `#interface#name` one inside an exported interface such as `example:calc/math`.
+
+use anyhow::{Context, anyhow};
+use wasmtime::component::{Func as ComponentFunc, Instance as ComponentInstance, Val as ComponentVal, wasm_wave};
+use wasmtime::{AsContextMut, Extern, Func, Instance, Memory, Store, Val, ValType};
+
+use crate::jshost::format_number;
+use crate::run::RunError;
+
+/// The marker of a string argument for a `(ptr, len)` pair.
+pub const STRING_PREFIX: &str = "str:";
+
+/// What a call needs: where the text comes from (for messages) and the args still to consume.
+pub struct Args<'a> {
+    pub origin: &'a str,
+    pub remaining: std::slice::Iter<'a, String>,
+}
+
+impl Args<'_> {
+    /// Fails when some args were not used by any function.
+    pub fn finish(mut self, names: &str) -> Result<(), RunError> {
+        let left: Vec<&String> = self.remaining.by_ref().collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        Err(RunError::invalid(anyhow!(
+            "{}: {} argument(s) left over after calling `{names}`: {left:?}",
+            self.origin,
+            left.len()
+        )))
+    }
+}
+
+/// A string copied into guest memory for the duration of one call.
+struct GuestString {
+    ptr: i32,
+}
+
+/// Calls core export `name` with its args taken from `args`; returns the results as text.
+pub fn call_module_func<T>(
+    store: &mut Store<T>,
+    instance: &Instance,
+    name: &str,
+    args: &mut Args<'_>,
+    module_exports: &[String],
+) -> Result<Vec<String>, RunError> {
+    let origin = args.origin;
+    let func = instance.get_func(&mut *store, name).ok_or_else(|| no_such_export(origin, name, module_exports))?;
+    let ty = func.ty(&*store);
+    let params: Vec<ValType> = ty.params().collect();
+    let signature = signature(name, &func, store);
+
+    let mut values = Vec::with_capacity(params.len());
+    let mut strings = Vec::new();
+    let mut index = 0;
+    while index < params.len() {
+        let arg = args.remaining.next().ok_or_else(|| {
+            RunError::invalid(anyhow!(
+                "{origin}: `{signature}` takes {} argument(s), fewer given{}",
+                params.len(),
+                string_hint(&params)
+            ))
+        })?;
+        if let Some(text) = arg.strip_prefix(STRING_PREFIX) {
+            if !matches!(params.get(index..index + 2), Some([ValType::I32, ValType::I32])) {
+                return Err(RunError::invalid(anyhow!(
+                    "{origin}: argument {} of `{signature}`: {arg:?} is a string, but parameters {} and {} are not an (i32 ptr, i32 len) pair",
+                    index + 1,
+                    index + 1,
+                    index + 2
+                )));
+            }
+            let ptr = write_guest_string(store, instance, text).map_err(|err| {
+                RunError::invalid(anyhow!("{origin}: passing {arg:?} to `{signature}`: {err:#}"))
+            })?;
+            strings.push(GuestString { ptr });
+            values.push(Val::I32(ptr));
+            values.push(Val::I32(text.len() as i32));
+            index += 2;
+        } else {
+            let value = parse_number(&params[index], arg).with_context(|| {
+                format!("{origin}: argument {} of `{signature}`: cannot read {arg:?} as {}", index + 1, params[index])
+            });
+            values.push(value.map_err(RunError::invalid)?);
+            index += 1;
+        }
+    }
+    let mut results = vec![Val::I32(0); ty.results().len()];
+    let outcome = func.call(&mut *store, &values, &mut results);
+    for string in strings {
+        free_guest_memory(store, instance, string.ptr);
+    }
+    outcome.map_err(|err| crate::run::guest_failure(origin, err))?;
+    Ok(results.iter().map(format_number).collect())
+}
+
+fn string_hint(params: &[ValType]) -> &'static str {
+    if params.windows(2).any(|w| matches!(w, [ValType::I32, ValType::I32])) {
+        " (a string for an (i32 ptr, i32 len) pair is written str:TEXT)"
+    } else {
+        ""
+    }
+}
+
+fn signature<T>(name: &str, func: &Func, store: &Store<T>) -> String {
+    let ty = func.ty(store);
+    let params: Vec<String> = ty.params().map(|p| p.to_string()).collect();
+    let results: Vec<String> = ty.results().map(|p| p.to_string()).collect();
+    format!("{name}({}) -> ({})", params.join(", "), results.join(", "))
+}
+
+fn parse_number(ty: &ValType, text: &str) -> anyhow::Result<Val> {
+    Ok(match ty {
+        ValType::I32 => Val::I32(text.parse()?),
+        ValType::I64 => Val::I64(text.parse()?),
+        ValType::F32 => Val::F32(text.parse::<f32>()?.to_bits()),
+        ValType::F64 => Val::F64(text.parse::<f64>()?.to_bits()),
+        other => anyhow::bail!("parameters of type {other} cannot be given as text"),
+    })
+}
+
+fn no_such_export(origin: &str, name: &str, exports: &[String]) -> RunError {
+    RunError::invalid(anyhow!(
+        "{origin}: no exported function `{name}` (exported functions: {})",
+        if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+    ))
+}
+
+/// Allocates `text.len() + 1` bytes with the guest's allocator and copies `text` and a NUL there.
+fn write_guest_string<T>(store: &mut Store<T>, instance: &Instance, text: &str) -> anyhow::Result<i32> {
+    let size = i32::try_from(text.len() + 1).context("string too long")?;
+    let ptr = if let Ok(malloc) = instance.get_typed_func::<i32, i32>(&mut *store, "malloc") {
+        malloc.call(&mut *store, size).map_err(anyhow::Error::from).context("calling the guest's malloc")?
+    } else if let Ok(realloc) = instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut *store, "cabi_realloc") {
+        realloc
+            .call(&mut *store, (0, 0, 1, size))
+            .map_err(anyhow::Error::from)
+            .context("calling the guest's cabi_realloc")?
+    } else {
+        anyhow::bail!("the module exports no allocator (`malloc(i32) -> i32` or `cabi_realloc`)");
+    };
+    anyhow::ensure!(ptr != 0, "the guest's allocator returned NULL");
+    let memory = guest_memory(store, instance).context("the module exports no `memory`")?;
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    memory
+        .write(&mut *store, ptr as u32 as usize, &bytes)
+        .map_err(|err| anyhow!("writing the string at {ptr}: {err}"))?;
+    Ok(ptr)
+}
+
+fn free_guest_memory<T>(store: &mut Store<T>, instance: &Instance, ptr: i32) {
+    if let Ok(free) = instance.get_typed_func::<i32, ()>(&mut *store, "free") {
+        if let Err(err) = free.call(&mut *store, ptr) {
+            log::warn!("the guest's free({ptr}) failed: {err:#}");
+        }
+    }
+}
+
+fn guest_memory<T>(store: &mut Store<T>, instance: &Instance) -> Option<Memory> {
+    match instance.get_export(store.as_context_mut(), "memory") {
+        Some(Extern::Memory(memory)) => Some(memory),
+        _ => None,
+    }
+}
+
+/// Finds `name` (`func` or `interface#func`) among a component instance's exports.
+pub fn component_func<T>(store: &mut Store<T>, instance: &ComponentInstance, name: &str) -> Option<ComponentFunc> {
+    match name.rsplit_once('#') {
+        Some((interface, func)) => {
+            let interface = instance.get_export_index(&mut *store, None, interface)?;
+            let func = instance.get_export_index(&mut *store, Some(&interface), func)?;
+            instance.get_func(&mut *store, &func)
+        }
+        None => instance.get_func(&mut *store, name),
+    }
+}
+
+/// Calls a component function with WAVE-text args from `args`; returns the results as WAVE text.
+pub fn call_component_func<T>(
+    store: &mut Store<T>,
+    func: ComponentFunc,
+    name: &str,
+    args: &mut Args<'_>,
+) -> Result<Vec<String>, RunError> {
+    let origin = args.origin;
+    let ty = func.ty(&*store);
+    let params: Vec<(String, wasmtime::component::Type)> =
+        ty.params().map(|(n, t)| (n.to_owned(), t)).collect();
+    let signature = format!(
+        "{name}({})",
+        params.iter().map(|(n, t)| format!("{n}: {}", wave_type_name(t))).collect::<Vec<_>>().join(", ")
+    );
+    let mut values = Vec::with_capacity(params.len());
+    for (i, (param, ty)) in params.iter().enumerate() {
+        let arg = args.remaining.next().ok_or_else(|| {
+            RunError::invalid(anyhow!("{origin}: `{signature}` takes {} argument(s), fewer given", params.len()))
+        })?;
+        let value: ComponentVal = wasm_wave::from_str(ty, arg).map_err(|err| {
+            RunError::invalid(anyhow!(
+                "{origin}: argument {} (`{param}`) of `{signature}`: cannot read {arg:?} as a WAVE value: {err}",
+                i + 1
+            ))
+        })?;
+        values.push(value);
+    }
+    let mut results = vec![ComponentVal::Bool(false); ty.results().len()];
+    func.call(&mut *store, &values, &mut results)
+        .map_err(|err| crate::run::guest_failure(origin, err))?;
+    results
+        .iter()
+        .map(|value| {
+            wasm_wave::to_string(value)
+                .map_err(|err| RunError::internal(anyhow!("{origin}: printing a result of `{name}`: {err}")))
+        })
+        .collect()
+}
+
+fn wave_type_name(ty: &wasmtime::component::Type) -> String {
+    use wasmtime::component::Type;
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::S8 => "s8".into(),
+        Type::U8 => "u8".into(),
+        Type::S16 => "s16".into(),
+        Type::U16 => "u16".into(),
+        Type::S32 => "s32".into(),
+        Type::U32 => "u32".into(),
+        Type::S64 => "s64".into(),
+        Type::U64 => "u64".into(),
+        Type::Float32 => "f32".into(),
+        Type::Float64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        other => format!("{other:?}").split(['(', ' ']).next().unwrap_or("value").to_lowercase(),
+    }
+}
