@@ -127,3 +127,9 @@ fn component_functions_take_and_print_wave_values() {
     assert_refused(&run("seed", &["/calc.wat#add", "1", "-2"]), &["argument 2 (`b`) of `add(a: u32, b: u32)`", "WAVE"]);
     assert_refused(&run("seed", &["/calc.wat#nope"]), &["the component exports no function `nope`"]);
 }
+
+#[test]
+fn imported_table_is_provided_with_the_declared_type() {
+    assert_prints(&run("probe", &["/fixtures/imported-table.wat#callByIndex", "1"]), "13\n");
+    assert_prints(&run("probe", &["/fixtures/imported-table.wat#callByIndex,callByIndex", "0", "1"]), "42\n13\n");
+}
