@@ -4,10 +4,36 @@
 #
 #   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use)
 #   scripts/containerd.sh stop WORK         stop it by its own PID and remove what it left
+#   scripts/containerd.sh restart WORK      stop containerd alone (shims and state stay), start it again
 #   scripts/containerd.sh ctr WORK ARGS…    run ctr against it (namespace: $NS, default wasmbox)
 set -euo pipefail
 
-usage() { sed -n '2,8p' "$0" >&2; exit 2; }
+usage() { sed -n '2,9p' "$0" >&2; exit 2; }
+
+# Starts containerd on the config in $work and waits for its socket.
+launch() {
+  # exec: \$! is containerd's own PID, not a wrapper shell's.
+  (cd / && WASMBOX_CACHE_DIR="$work/cache" exec containerd --config "$work/config.toml" >>"$work/containerd.log" 2>&1) &
+  echo $! > "$work/containerd.pid"
+  for _ in $(seq 100); do
+    if ctr -a "$sock" version >/dev/null 2>&1; then return 0; fi
+    kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "containerd.sh: containerd did not come up; its log:" >&2
+  tail -n 30 "$work/containerd.log" >&2
+  return 1
+}
+
+# Stops containerd by its PID (SIGTERM, then SIGKILL after 5 s).
+stop_containerd() {
+  [ -f "$work/containerd.pid" ] || return 0
+  local pid; pid=$(cat "$work/containerd.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$work/containerd.pid"
+}
 [ $# -ge 2 ] || usage
 cmd=$1
 work=$(realpath -m "$2")
@@ -52,26 +78,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.internal.v1.opt"]
     path = "$work/opt"
 TOML
-  # exec: \$! is containerd's own PID, not a wrapper shell's.
-  (cd / && WASMBOX_CACHE_DIR="$work/cache" exec containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1) &
-  echo $! > "$work/containerd.pid"
-  for _ in $(seq 100); do
-    if ctr -a "$sock" version >/dev/null 2>&1; then exit 0; fi
-    kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "containerd.sh: containerd did not come up; its log:" >&2
-  tail -n 30 "$work/containerd.log" >&2
-  exit 1
+  : > "$work/containerd.log"
+  launch
+  ;;
+restart)
+  stop_containerd
+  launch
   ;;
 stop)
-  if [ -f "$work/containerd.pid" ]; then
-    pid=$(cat "$work/containerd.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$work/containerd.pid"
-  fi
+  stop_containerd
   # Shims of containers still running outlive containerd: end those of this instance.
   for p in $(pgrep -f "containerd-shim.*-address $sock" || true); do kill -9 "$p" 2>/dev/null || true; done
   # Unmount anything left under the work dir (rootfs overlays, network namespaces), deepest first.

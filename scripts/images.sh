@@ -9,7 +9,7 @@ mkdir -p "$images"
 echo "images: building guests (wasm32-wasip1, wasm32-wasip2)"
 (cd "$root/examples" &&
   cargo build --quiet --release --target wasm32-wasip1 -p hello-rust -p probe &&
-  cargo build --quiet --release --target wasm32-wasip2 -p hello-component)
+  cargo build --quiet --release --target wasm32-wasip2 -p hello-component -p probe)
 p1="$target/wasm32-wasip1/release"
 p2="$target/wasm32-wasip2/release"
 
@@ -25,7 +25,7 @@ image hello-wat       "$root/examples/wat/hello.wat"
 # The test guest, with files the end-to-end tests point the entry point at.
 image probe           "$p1/probe.wasm" \
   --add "$root/examples/fixtures:/fixtures" --add "$root/examples/wat/hello.wat:/fixtures/hello.wat" \
-  --add "$root/examples/wat/calc-component.wat:/fixtures/calc.wat"
+  --add "$root/examples/wat/calc-component.wat:/fixtures/calc.wat" --add "$p2/probe.wasm:/probe-p2.wasm"
 # The seed's six text-format examples (and a component with typed exports), one image.
 image seed            "$root/examples/seed/add.wat" --path /seed/add.wat --add "$root/examples/seed:/seed" \
   --add "$root/examples/wat/calc-component.wat:/calc.wat" --entrypoint "/seed/add.wat#add" --cmd 6 --cmd 27

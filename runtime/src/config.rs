@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use oci_spec::runtime::Spec;
 
+use crate::annotations::{NetworkPolicy, WorkloadOptions};
+
 /// The entry point named by a container's `argv[0]`: a file, and optionally `#func`, an export to call.
 ///
 /// `"/app/hello.wasm"` runs the file's `_start` (modules) or `wasi:cli/run` (components);
@@ -52,6 +54,11 @@ pub struct RunConfig {
     pub cwd: String,
     /// Directories the guest may open.
     pub preopens: Vec<Preopen>,
+    /// Which sockets the guest may use.
+    pub network: NetworkPolicy,
+    /// The container's memory limit in bytes (`linux.resources.memory.limit`), if any: the
+    /// guest's linear memories may not grow past what is left of it.
+    pub memory_limit: Option<u64>,
 }
 
 impl RunConfig {
@@ -62,6 +69,8 @@ impl RunConfig {
             env: Vec::new(),
             cwd: "/".to_owned(),
             preopens: vec![root_preopen()],
+            network: NetworkPolicy::None,
+            memory_limit: None,
         }
     }
 
@@ -84,13 +93,32 @@ impl RunConfig {
             .iter()
             .map(|pair| parse_env(pair))
             .collect();
+        let memory_limit = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|limit| *limit > 0)
+            .map(|limit| limit as u64);
         Ok(RunConfig {
             args,
             env,
             cwd: if cwd.is_empty() { "/".to_owned() } else { cwd },
             preopens: vec![root_preopen()],
+            network: NetworkPolicy::None,
+            memory_limit,
         })
         .map(RunConfig::with_pwd)
+    }
+
+    /// Applies a workload's annotations: its preopens (when given) and its network policy.
+    pub fn with_options(mut self, options: &WorkloadOptions) -> Self {
+        if let Some(preopens) = &options.preopens {
+            self.preopens = preopens.clone();
+        }
+        self.network = options.network.clone();
+        self
     }
 
     /// Adds `PWD=<cwd>` unless the environment already names `PWD`.

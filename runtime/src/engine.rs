@@ -7,6 +7,7 @@ use anyhow::{Context, anyhow};
 use wasmtime::component::Component;
 use wasmtime::{Module, Precompiled};
 
+use crate::annotations::WasmFeature;
 use crate::cache::{CacheKey, CodeCache, engine_hash};
 use crate::run::{FailureKind, RunError};
 
@@ -55,8 +56,17 @@ pub struct Engine {
 impl Engine {
     /// An engine with wasmbox's configuration; `cache`, when given, is used for compiled code.
     pub fn new(cache: Option<CodeCache>) -> anyhow::Result<Self> {
+        Self::with_features(cache, &[])
+    }
+
+    /// An engine with these WebAssembly features switched on or off on top of wasmtime's defaults.
+    /// Features change the engine's compatibility hash, so their compiled code is cached apart.
+    pub fn with_features(cache: Option<CodeCache>, features: &[(WasmFeature, bool)]) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
+        for (feature, on) in features {
+            feature.apply(&mut config, *on);
+        }
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("configuring wasmtime")?;

@@ -17,12 +17,14 @@
 //!
 //! How the pieces fit:
 //! - [`engine`]: the wasmtime engine, its configuration, and loading bytes into a [`Program`];
+//! - [`annotations`]: per-workload settings from OCI annotations (`wasmbox.io/*`);
 //! - [`cache`]: the node-local cache of compiled code, keyed by module digest and engine;
 //! - [`wasi`]: the WASI context built from a [`RunConfig`];
 //! - [`run`]: instantiating a program and calling its entry point, mapping the outcome to an exit code;
 //! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
 //! - [`jshost`]: the `console.log` / `js.*` imports of modules written for a JavaScript embedding.
 
+pub mod annotations;
 pub mod cache;
 pub mod config;
 pub mod engine;
@@ -31,6 +33,7 @@ pub mod jshost;
 pub mod run;
 pub mod wasi;
 
+pub use annotations::WorkloadOptions;
 pub use cache::CodeCache;
 pub use config::{Entrypoint, Preopen, RunConfig, preopens_from_mountinfo};
 pub use engine::{Engine, Program, ProgramKind, SourceKind};

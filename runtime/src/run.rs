@@ -16,14 +16,13 @@ use anyhow::anyhow;
 use wasmtime::component::Linker as ComponentLinker;
 use wasmtime::{Linker, Module, Store};
 use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::Command;
 
 use crate::config::{Entrypoint, RunConfig};
 use crate::engine::{Engine, Program, ProgramKind};
 use crate::invoke::{self, Args};
 use crate::jshost;
-use crate::wasi::{self, ComponentState};
+use crate::wasi::{self, ComponentState, MemoryLimiter, ModuleState};
 
 /// The exit code of a guest that ran to its end (normally or by `proc_exit`).
 pub type ExitStatus = i32;
@@ -121,15 +120,31 @@ impl Engine {
         config: &RunConfig,
     ) -> Result<ExitStatus, RunError> {
         let engine = self.wasmtime();
-        let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx)
+        let mut linker: Linker<ModuleState> = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut ModuleState| &mut state.wasi)
             .map_err(|err| RunError::internal(anyhow::Error::from(err).context("linking WASI preview 1")))?;
         let wasi = wasi::builder(config).map_err(RunError::internal)?.build_p1();
-        let mut store = Store::new(engine, wasi);
-        jshost::define_imports(&mut linker, &mut store, module)
+        let limiter = MemoryLimiter::for_container(config.memory_limit);
+        let mut store = Store::new(engine, ModuleState { wasi, limiter });
+        store.limiter(|state| &mut state.limiter);
+        let outcome = self.call_module(&mut store, &mut linker, module, origin, entry, config);
+        outcome.map_err(|err| note_memory_limit(err, &store.data().limiter))
+    }
+
+    fn call_module(
+        &self,
+        store: &mut Store<ModuleState>,
+        linker: &mut Linker<ModuleState>,
+        module: &Module,
+        origin: &str,
+        entry: &Entrypoint,
+        config: &RunConfig,
+    ) -> Result<ExitStatus, RunError> {
+        let (mut store, linker) = (store, linker);
+        jshost::define_imports(linker, store, module)
             .map_err(|err| RunError::invalid(anyhow!("{origin}: {err:#}")))?;
         let instance = linker
-            .instantiate(&mut store, module)
+            .instantiate(&mut *store, module)
             .map_err(|err| instantiation_error(origin, err))?;
         let exports: Vec<String> = module
             .exports()
@@ -173,17 +188,31 @@ impl Engine {
             .map_err(|err| RunError::internal(anyhow::Error::from(err).context("linking WASI preview 2")))?;
         let state = ComponentState::new(config).map_err(RunError::internal)?;
         let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let outcome = Self::call_component(&mut store, &linker, component, origin, entry, config);
+        outcome.map_err(|err| note_memory_limit(err, &store.data().limiter))
+    }
+
+    fn call_component(
+        store: &mut Store<ComponentState>,
+        linker: &ComponentLinker<ComponentState>,
+        component: &wasmtime::component::Component,
+        origin: &str,
+        entry: &Entrypoint,
+        config: &RunConfig,
+    ) -> Result<ExitStatus, RunError> {
+        let mut store = store;
         let Some(names) = &entry.func else {
-            let command = Command::instantiate(&mut store, component, &linker)
+            let command = Command::instantiate(&mut *store, component, linker)
                 .map_err(|err| instantiation_error(origin, err))?;
-            return match command.wasi_cli_run().call_run(&mut store) {
+            return match command.wasi_cli_run().call_run(&mut *store) {
                 Ok(Ok(())) => Ok(0),
                 Ok(Err(())) => Ok(1),
                 Err(err) => Err(guest_failure(origin, err)),
             };
         };
         let instance = linker
-            .instantiate(&mut store, component)
+            .instantiate(&mut *store, component)
             .map_err(|err| instantiation_error(origin, err))?;
         let mut args = Args { origin, remaining: config.args.get(1..).unwrap_or_default().iter() };
         for name in names.split(',') {
@@ -197,6 +226,17 @@ impl Engine {
         args.finish(names)?;
         Ok(0)
     }
+}
+
+/// Says so when a trap followed a refused `memory.grow`: the guest ran out of its memory limit.
+fn note_memory_limit(mut err: RunError, limiter: &MemoryLimiter) -> RunError {
+    if let (FailureKind::Trap, Some(refused), Some(limit)) = (err.kind, limiter.refused, limiter.limit) {
+        err.error = anyhow!(
+            "{} (the container's memory limit was hit: growing linear memory to {refused} bytes was refused, the guest may use {limit})",
+            err.error
+        );
+    }
+    err
 }
 
 /// Classifies an error raised while the guest ran: `proc_exit` (as [`FailureKind::Exit`]), a

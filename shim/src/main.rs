@@ -6,6 +6,7 @@
 //! container, or hands the Wasm entry point to [`WasmboxSandbox`], which runs it with
 //! `wasmbox-runtime`.
 
+mod bundle;
 mod sandbox;
 
 use containerd_shim_wasm::shim::{Cli, Config, Shim, Version, version};
@@ -30,5 +31,6 @@ impl Shim for WasmboxShim {
 fn main() {
     // Must happen before `run` forks the zygote, so that containers inherit the open cache.
     sandbox::open_code_cache();
+    bundle::open_task_dir();
     WasmboxShim::run(Config::default());
 }

@@ -9,12 +9,19 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
+use oci_spec::runtime::Spec;
+use wasmbox_runtime::annotations::{DEADLINE, WASM_FEATURES};
 use wasmbox_runtime::run::FailureKind;
-use wasmbox_runtime::{CodeCache, Engine, Entrypoint, Program, RunConfig, RunError, preopens_from_mountinfo};
+use wasmbox_runtime::{
+    CodeCache, Engine, Entrypoint, Program, RunConfig, RunError, WorkloadOptions, preopens_from_mountinfo,
+};
+
+use crate::bundle;
 
 /// Where compiled code is kept unless `WASMBOX_CACHE_DIR` (in containerd's environment) says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
@@ -53,6 +60,7 @@ struct Prepared {
     program: Program,
     entry: Entrypoint,
     config: RunConfig,
+    options: WorkloadOptions,
 }
 
 #[derive(Default)]
@@ -63,7 +71,8 @@ pub struct WasmboxSandbox {
 
 impl Sandbox for WasmboxSandbox {
     async fn can_handle(&self, ctx: &impl RuntimeContext) -> Result<()> {
-        // Every failure is kept for `run_wasi` to report; see the module doc.
+        // Every failure, a bad annotation included, is kept for `run_wasi` to report: an error
+        // returned here reaches the user only as "wasmbox executor can't handle spec".
         self.prepared.get_or_init(|| prepare(ctx));
         Ok(())
     }
@@ -72,7 +81,12 @@ impl Sandbox for WasmboxSandbox {
         install_termination_handlers();
         let prepared = self.prepared.get_or_init(|| prepare(ctx));
         let outcome = match prepared {
-            Ok(prepared) => run_on_own_thread(prepared),
+            Ok(prepared) => {
+                if let Some(deadline) = prepared.options.deadline {
+                    start_deadline_watchdog(&prepared.program.origin, deadline);
+                }
+                run_on_own_thread(prepared)
+            }
             Err(err) => Err(RunError::new(err.kind, anyhow!("{err}"))),
         };
         Ok(match outcome {
@@ -88,37 +102,39 @@ impl Sandbox for WasmboxSandbox {
     }
 }
 
-/// Reads the container's spec and compiles its entry point.
-fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
-    let args = ctx.args().to_vec();
-    let entry = match args.first() {
-        Some(arg0) => Entrypoint::parse(arg0),
-        None => {
-            return Err(RunError::invalid(anyhow!(
-                "the container has no args: argv[0] must name a Wasm file"
-            )));
+/// The container's own spec (when its bundle can be found) and its `wasmbox.io/` annotations.
+fn spec_and_options() -> Result<(Option<Spec>, WorkloadOptions)> {
+    let spec = match bundle::own_spec() {
+        Ok(spec) => Some(spec),
+        Err(err) => {
+            log::warn!("container spec not found, annotations and resource limits are not applied: {err:#}");
+            None
         }
     };
-    // libcontainer has already changed into `process.cwd`.
-    let cwd = std::env::current_dir()
-        .map(|dir| dir.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "/".to_owned());
-    let config = RunConfig {
-        env: ctx
-            .envs()
-            .iter()
-            .map(|pair| match pair.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (pair.clone(), String::new()),
-            })
-            .collect(),
-        cwd,
-        preopens: preopens_from_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
-        ..RunConfig::new(args)
+    let annotations = spec.as_ref().and_then(|s| s.annotations().clone()).unwrap_or_default();
+    let options = WorkloadOptions::from_annotations(&annotations)?;
+    if let Some(level) = options.log_level {
+        log::set_max_level(level);
     }
-    .with_pwd();
+    Ok((spec, options))
+}
 
-    let engine = Engine::new(code_cache()).map_err(RunError::internal)?;
+/// Reads the spec and annotations, builds the guest's configuration and compiles its entry point.
+fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
+    let (spec, options) = spec_and_options().map_err(RunError::invalid)?;
+    let config = match &spec {
+        Some(spec) => RunConfig::from_oci_spec(spec).map_err(RunError::invalid)?,
+        None => config_from_context(ctx),
+    };
+    let config = RunConfig {
+        preopens: preopens_from_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
+        ..config
+    }
+    .with_options(&options);
+    let entry = config.entrypoint().map_err(RunError::invalid)?;
+
+    let engine = Engine::with_features(code_cache(), &options.wasm_features)
+        .map_err(|err| RunError::invalid(anyhow!("annotation {WASM_FEATURES}: {err:#}")))?;
     let program = match ctx.entrypoint().source {
         Source::File(_) => engine.load_file(&entry.path)?,
         Source::Oci([layer]) => {
@@ -132,7 +148,44 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
             )));
         }
     };
-    Ok(Prepared { engine, program, entry, config })
+    Ok(Prepared { engine, program, entry, config, options })
+}
+
+/// The configuration from what `containerd-shim-wasm` gives (when the spec cannot be read).
+fn config_from_context(ctx: &impl RuntimeContext) -> RunConfig {
+    // libcontainer has already changed into `process.cwd`.
+    let cwd = std::env::current_dir()
+        .map(|dir| dir.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/".to_owned());
+    let env = ctx
+        .envs()
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (pair.clone(), String::new()),
+        })
+        .collect();
+    RunConfig { env, cwd, ..RunConfig::new(ctx.args().to_vec()) }.with_pwd()
+}
+
+/// Ends the container when the `wasmbox.io/deadline` passes, whatever the guest is doing
+/// (computing or blocked in a host call), with exit code 124 as `timeout(1)` uses.
+fn start_deadline_watchdog(origin: &str, deadline: Duration) {
+    let origin = origin.to_owned();
+    let spawned = std::thread::Builder::new().name("deadline".into()).spawn(move || {
+        std::thread::sleep(deadline);
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(
+            stderr,
+            "wasmbox: {origin}: deadline of {deadline:?} exceeded (annotation {DEADLINE}); stopped"
+        );
+        let _ = stderr.flush();
+        // SAFETY: ends the process at once; nothing else is to be cleaned up in it.
+        unsafe { libc::_exit(124) }
+    });
+    if let Err(err) = spawned {
+        log::warn!("deadline not enforced: {err}");
+    }
 }
 
 /// Runs the guest on a thread of its own: the shim library calls us from inside a tokio

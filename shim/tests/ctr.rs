@@ -92,7 +92,7 @@ fn cwd_is_pwd_for_preview1_guests() {
 fn guest_sees_the_image_root_file_system() {
     let run = probe(&[], &["ls", "/fixtures"]);
     assert_ok(&run);
-    assert_eq!(run.stdout, "calc.wat\nhello.wat\nimported-table.wat\ninvalid.wasm\nmissing-import.wat\n");
+    assert_eq!(run.stdout, "calc.wat\nhello.wat\nimported-table.wat\ninvalid.wasm\nmissing-import.wat\nsimd.wat\n");
 }
 
 #[test]

@@ -7,6 +7,10 @@
 //! - `trap` executes `unreachable`
 //! - `cat FILE` prints a file; `write FILE TEXT` writes one, reporting any error and exiting 1
 //! - `ls DIR` lists a directory
+//! - `sleep SECONDS` sleeps; `spin` loops forever without a system call
+//! - `alloc MIB` grows memory 1 MiB at a time up to MIB, printing how far it got when growth fails
+//! - `vec MIB` allocates (and touches) 1 MiB vectors up to MIB; Rust aborts when allocation fails
+//! - `connect ADDR` opens a TCP connection and reports the outcome
 use std::io::Write;
 
 fn main() {
@@ -40,8 +44,49 @@ fn main() {
             }
             Err(err) => fail(&format!("cannot list {}: {err}", rest[0])),
         },
+        Some("sleep") => std::thread::sleep(std::time::Duration::from_secs_f64(rest[0].parse().unwrap_or(1.0))),
+        Some("spin") => spin(),
+        Some("alloc") => alloc(rest.first().and_then(|n| n.parse().ok()).unwrap_or(64)),
+        Some("vec") => {
+            let mib: usize = rest.first().and_then(|n| n.parse().ok()).unwrap_or(64);
+            let mut kept = Vec::new();
+            for _ in 0..mib {
+                kept.push(vec![1u8; 1 << 20]);
+            }
+            println!("allocated {} MiB", kept.len());
+        }
+        Some("connect") => match std::net::TcpStream::connect(&rest[0]) {
+            Ok(_) => println!("connected to {}", rest[0]),
+            Err(err) => fail(&format!("cannot connect to {}: {err}", rest[0])),
+        },
         other => fail(&format!("unknown probe command {other:?}")),
     }
+}
+
+#[inline(never)]
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Grows linear memory with `memory.grow` directly, so that a refused growth is seen as such
+/// (Rust's allocator would abort instead).
+fn alloc(mib: usize) {
+    let mut got = 0;
+    while got < mib {
+        #[cfg(target_arch = "wasm32")]
+        let grown = core::arch::wasm32::memory_grow(0, 16) != usize::MAX;
+        #[cfg(not(target_arch = "wasm32"))]
+        let grown = false;
+        if !grown {
+            println!("memory.grow refused after {got} MiB");
+            std::process::exit(2);
+        }
+        got += 1;
+    }
+    println!("grew {got} MiB");
 }
 
 #[inline(never)]

@@ -1,0 +1,230 @@
+//! End-to-end: cgroup limits, the in-engine memory limit, stopping, observing, annotations and isolation.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{NAMESPACE, Run, WASMBOX, containerd, unique_id};
+
+fn probe(flags: &[&str], args: &[&str]) -> Run {
+    let c = containerd();
+    let id = unique_id("limits");
+    let run = c.run_wasm("probe", &id, flags, args);
+    c.assert_no_leftovers(&id);
+    run
+}
+
+/// Starts `args` detached in the probe image with the wasmbox runtime.
+fn start_detached(id: &str, flags: &[&str], args: &[&str]) {
+    let c = containerd();
+    let image = c.image("probe");
+    let mut all = vec!["run", "-d", "--runtime", WASMBOX];
+    all.extend_from_slice(flags);
+    all.push(&image);
+    all.push(id);
+    all.extend_from_slice(args);
+    let out = c.ctr_output(&all);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Waits for task `id` to stop and returns its exit status (from `ctr tasks ls`'s view of it).
+fn wait_stopped(id: &str) -> i32 {
+    let c = containerd();
+    for _ in 0..100 {
+        let out = c.ctr_output(&["tasks", "ls"]);
+        let tasks = String::from_utf8_lossy(&out.stdout).into_owned();
+        if tasks.lines().any(|l| l.starts_with(id) && l.contains("STOPPED")) {
+            let out = c.ctr_output(&["tasks", "delete", id]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            // ctr says "exit with non-zero exit code N" unless the code is 0
+            let code = match text.split_once("exit code ") {
+                Some((_, rest)) => rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(-1),
+                None => 0,
+            };
+            assert!(c.ctr_output(&["containers", "delete", id]).status.success());
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("task {id} did not stop");
+}
+
+fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
+    let path = format!("/sys/fs/cgroup/{controller}/{NAMESPACE}/{id}/{file}");
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}")).trim().to_owned()
+}
+
+#[test]
+fn cgroup_limits_apply_and_sigterm_stops_a_spinning_guest() {
+    let c = containerd();
+    let id = unique_id("spin");
+    start_detached(&id, &["--memory-limit", "67108864", "--cpu-quota", "50000", "--cpu-period", "100000"], &["/probe.wasm", "spin"]);
+    assert_eq!(cgroup_file("memory", &id, "memory.limit_in_bytes"), "67108864");
+    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
+    let pid = String::from_utf8_lossy(&c.ctr_output(&["tasks", "ls"]).stdout)
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .expect("task listed");
+    assert_eq!(cgroup_file("memory", &id, "cgroup.procs"), pid, "the guest runs in the container's cgroup");
+
+    // metrics come from the container's cgroup
+    let metrics = String::from_utf8_lossy(&c.ctr_output(&["tasks", "metrics", &id]).stdout).into_owned();
+    let usage: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("memory.usage_in_bytes"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no memory usage in:\n{metrics}"));
+    assert!(usage > 0, "{metrics}");
+
+    // default signal of `ctr tasks kill` is SIGTERM: the guest is PID 1 and still ends
+    assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
+    assert_eq!(wait_stopped(&id), 143);
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn unsupported_task_operations_say_so() {
+    let c = containerd();
+    let id = unique_id("ops");
+    start_detached(&id, &[], &["/probe.wasm", "sleep", "30"]);
+    for args in [
+        vec!["tasks", "ps", id.as_str()],
+        vec!["tasks", "pause", id.as_str()],
+        vec!["tasks", "exec", "--exec-id", "e1", id.as_str(), "/probe.wasm", "args"],
+    ] {
+        let out = c.ctr_output(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("is not supported"), "{args:?}: {stderr}");
+    }
+    assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
+    assert_eq!(wait_stopped(&id), 137);
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn memory_grow_is_refused_at_the_containers_limit() {
+    let run = probe(&["--memory-limit", "67108864"], &["/probe.wasm", "alloc", "200"]);
+    assert_eq!(run.code, 2, "{run:#?}");
+    let got: u32 = run
+        .stdout
+        .trim()
+        .strip_prefix("memory.grow refused after ")
+        .and_then(|rest| rest.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{run:#?}"));
+    assert!(got > 8 && got < 64, "{run:#?}");
+    // without a limit the same guest grows as far as it asks
+    assert_eq!(probe(&[], &["/probe.wasm", "alloc", "200"]).stdout, "grew 200 MiB\n");
+}
+
+#[test]
+fn a_guest_that_traps_at_the_limit_is_told_so() {
+    let run = probe(&["--memory-limit", "67108864"], &["/probe.wasm", "vec", "200"]);
+    assert_eq!(run.code, 134, "{run:#?}");
+    assert!(run.stderr.contains("the container's memory limit was hit"), "{run:#?}");
+}
+
+#[test]
+fn deadline_annotation_ends_a_runaway_guest() {
+    let run = probe(&["--annotation", "wasmbox.io/deadline=1s"], &["/probe.wasm", "spin"]);
+    assert_eq!(run.code, 124, "{run:#?}");
+    assert!(run.stderr.contains("deadline of 1s exceeded (annotation wasmbox.io/deadline)"), "{run:#?}");
+    let quick = probe(&["--annotation", "wasmbox.io/deadline=30s"], &["/probe.wasm", "exit", "0"]);
+    assert_eq!(quick.code, 0, "{quick:#?}");
+}
+
+#[test]
+fn invalid_annotations_stop_the_container_naming_them() {
+    for (annotation, needle) in [
+        ("wasmbox.io/deadline=soon", "annotation wasmbox.io/deadline=\"soon\": expected a duration"),
+        ("wasmbox.io/preopens=relative", "annotation wasmbox.io/preopens=\"relative\""),
+        ("wasmbox.io/network=everywhere", "annotation wasmbox.io/network=\"everywhere\""),
+        ("wasmbox.io/wasm-features=teleport", "unknown feature \"teleport\""),
+        ("wasmbox.io/log-level=loud", "annotation wasmbox.io/log-level=\"loud\""),
+        ("wasmbox.io/dedline=1s", "unknown wasmbox annotation"),
+    ] {
+        let run = probe(&["--annotation", annotation], &["/probe.wasm", "args"]);
+        assert_eq!(run.code, 126, "{annotation}: {run:#?}");
+        assert_eq!(run.stdout, "", "the guest must not run");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+        assert!(run.stderr.contains(needle), "{annotation}: {run:#?}");
+    }
+}
+
+#[test]
+fn preopens_annotation_limits_what_the_guest_sees() {
+    let flags = ["--annotation", "wasmbox.io/preopens=/fixtures:ro"];
+    assert!(probe(&flags, &["/probe.wasm", "ls", "/fixtures"]).stdout.contains("hello.wat\n"));
+    let write = probe(&flags, &["/probe.wasm", "write", "/fixtures/new", "x"]);
+    assert_eq!(write.code, 1, "{write:#?}");
+    assert!(write.stderr.contains("Operation not permitted"), "{write:#?}");
+    for outside in ["/probe.wasm", "/fixtures/../probe.wasm", "/fixtures/../../probe.wasm"] {
+        let run = probe(&flags, &["/probe.wasm", "cat", outside]);
+        assert_eq!(run.code, 1, "{outside} must not be readable: {run:#?}");
+    }
+}
+
+#[test]
+fn symlinks_cannot_lead_out_of_a_preopen() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inside.txt"), "inside\n").unwrap();
+    std::os::unix::fs::symlink("/probe.wasm", dir.path().join("absolute")).unwrap();
+    std::os::unix::fs::symlink("../../probe.wasm", dir.path().join("relative")).unwrap();
+    std::os::unix::fs::symlink("inside.txt", dir.path().join("fine")).unwrap();
+    let mount = format!("type=bind,src={},dst=/data,options=rbind:ro", dir.path().display());
+    let flags = ["--mount", &mount, "--annotation", "wasmbox.io/preopens=/data"];
+    assert_eq!(probe(&flags, &["/probe.wasm", "cat", "/data/fine"]).stdout, "inside\n");
+    for link in ["/data/absolute", "/data/relative"] {
+        let run = probe(&flags, &["/probe.wasm", "cat", link]);
+        assert_eq!(run.code, 1, "{link} must not lead out: {run:#?}");
+        assert!(run.stderr.contains("cannot read"), "{run:#?}");
+    }
+}
+
+/// A one-shot TCP server on loopback that answers "hi" to each connection, for 10 seconds at most.
+fn loopback_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.write_all(b"hi");
+                    let _ = stream.read(&mut [0; 8]);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn sockets_follow_the_network_annotation() {
+    let (port, _server) = loopback_server();
+    let addr = format!("127.0.0.1:{port}");
+    let args = ["/probe-p2.wasm", "connect", addr.as_str()];
+    let denied = probe(&["--net-host"], &args);
+    assert_eq!(denied.code, 1, "sockets are denied by default: {denied:#?}");
+    assert!(denied.stderr.contains("cannot connect"), "{denied:#?}");
+    let allowed = probe(&["--net-host", "--annotation", "wasmbox.io/network=127.0.0.0/8"], &args);
+    assert_eq!(allowed.stdout, format!("connected to {addr}\n"), "{allowed:#?}");
+    let other = probe(&["--net-host", "--annotation", "wasmbox.io/network=10.0.0.0/8"], &args);
+    assert_eq!(other.code, 1, "{other:#?}");
+    let all = probe(&["--net-host", "--annotation", "wasmbox.io/network=all"], &args);
+    assert_eq!(all.code, 0, "{all:#?}");
+}
+
+#[test]
+fn wasm_features_annotation_switches_engine_features() {
+    assert_eq!(probe(&[], &["/fixtures/simd.wat#lanes"]).stdout, "7\n");
+    let off = probe(&["--annotation", "wasmbox.io/wasm-features=-simd"], &["/fixtures/simd.wat#lanes"]);
+    assert_eq!(off.code, 126, "{off:#?}");
+    assert!(off.stderr.to_lowercase().contains("simd"), "{off:#?}");
+}
