@@ -16,7 +16,7 @@ BENCH_WORK ?= /tmp/wasmbox-bench
 CONTAINERD_CONFIG ?= /etc/containerd/config.toml
 PREFIX     ?= /usr/local
 
-.PHONY: help deps build images demo test unit-test e2e-test install bench clean
+.PHONY: help deps build images demo test install bench stress clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ install: build ## put the shim in $(PREFIX)/bin and add the runtime to $(CONTAIN
 
 bench: deps images ## ctr run of the Wasm hello image against runc + busybox; results in docs/benchmarks.md
 	@scripts/bench.sh "$(SHIM)" "$(IMAGES)" "$(BENCH_WORK)" docs/benchmarks.md "$(GUESTS)/wasm32-wasip1/release/hello-rust.wasm"
+
+stress: deps images ## 1000 sequential + 50 concurrent Wasm containers, then a leak check; figures in docs/benchmarks.md
+	@scripts/stress.sh docs/benchmarks.md
 
 clean: ## remove the build (the shared target dir)
 	rm -rf "$(CARGO_TARGET_DIR)"

@@ -37,13 +37,11 @@ floor=$("$(dirname "$shim")/wasmbox-run" --repeat "$rounds" "$hello_wasm" 2>&1 >
 compile_ms=$(sed -n 's/.*compile_ms=\([0-9.]*\).*/\1/p' <<<"$floor")
 run_ms=$(sed -n 's/.*run_median_ms=\([0-9.]*\).*/\1/p' <<<"$floor")
 
-cat > "$out" <<MD
-# Benchmarks
-
-Written by \`make bench\` (\`scripts/bench.sh\`); do not edit by hand. Last run: $(date -u +%Y-%m-%d),
-$(nproc) cores, Linux $(uname -r), $(containerd --version | awk '{print $1, $3}'), $(runc --version | head -n 1).
-
+"$here/doc-section.sh" "$out" startup <<MD
 ## Start-up: \`ctr run --rm\` of the Wasm hello image against busybox \`echo\` with runc
+
+Command: \`make bench\` (\`scripts/bench.sh\`). Last run: $(date -u +%Y-%m-%d), $(nproc) cores, Linux $(uname -r),
+$(containerd --version | awk '{print $1, $3}'), $(runc --version | head -n 1).
 
 $rounds rounds, interleaved (wasmbox, then runc, in each round), on one private containerd, after one
 first run of each. The hello image is \`examples/hello-rust\` (wasm32-wasip1, $(stat -c %s "$hello_wasm") bytes) in a tar layer;

@@ -93,7 +93,7 @@ stop)
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # The empty per-namespace cgroup parents of the namespaces wasmbox's scripts and tests use.
   for ns in wasmbox wasmbox-demo wasmbox-test wasmbox-bench; do
-    rmdir /sys/fs/cgroup/*/"$ns" 2>/dev/null || true
+    rmdir /sys/fs/cgroup/*/"$ns" "/run/containerd/wasmbox/$ns" 2>/dev/null || true
   done
   rm -rf "$work/root" "$work/state"
   ;;

@@ -193,7 +193,8 @@ fn root_preopen() -> Preopen {
     }
 }
 
-fn parse_env(pair: &str) -> (String, String) {
+/// Splits `KEY=VALUE` at the first `=`; a pair without one is a key with an empty value.
+pub fn parse_env(pair: &str) -> (String, String) {
     match pair.split_once('=') {
         Some((key, value)) => (key.to_owned(), value.to_owned()),
         None => (pair.to_owned(), String::new()),

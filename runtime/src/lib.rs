@@ -35,6 +35,6 @@ pub mod wasi;
 
 pub use annotations::WorkloadOptions;
 pub use cache::CodeCache;
-pub use config::{Entrypoint, Preopen, RunConfig, preopens_from_mountinfo};
+pub use config::{Entrypoint, Preopen, RunConfig, parse_env, preopens_from_mountinfo};
 pub use engine::{Engine, Program, ProgramKind, SourceKind};
 pub use run::{ExitStatus, RunError};

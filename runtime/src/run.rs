@@ -140,7 +140,6 @@ impl Engine {
         entry: &Entrypoint,
         config: &RunConfig,
     ) -> Result<ExitStatus, RunError> {
-        let (mut store, linker) = (store, linker);
         jshost::define_imports(linker, store, module)
             .map_err(|err| RunError::invalid(anyhow!("{origin}: {err:#}")))?;
         let instance = linker
@@ -153,21 +152,21 @@ impl Engine {
             .collect();
 
         let Some(names) = &entry.func else {
-            let start = instance.get_func(&mut store, "_start").ok_or_else(|| {
+            let start = instance.get_func(&mut *store, "_start").ok_or_else(|| {
                 RunError::invalid(anyhow!(
                     "{origin}: no exported function `_start` (exported functions: {}); name one with `path#function`",
                     if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
                 ))
             })?;
-            start.call(&mut store, &[], &mut []).map_err(|err| guest_failure(origin, err))?;
+            start.call(&mut *store, &[], &mut []).map_err(|err| guest_failure(origin, err))?;
             return Ok(0);
         };
-        if let Some(init) = instance.get_func(&mut store, "_initialize") {
-            init.call(&mut store, &[], &mut []).map_err(|err| guest_failure(origin, err))?;
+        if let Some(init) = instance.get_func(&mut *store, "_initialize") {
+            init.call(&mut *store, &[], &mut []).map_err(|err| guest_failure(origin, err))?;
         }
         let mut args = Args { origin, remaining: config.args.get(1..).unwrap_or_default().iter() };
         for name in names.split(',') {
-            for line in invoke::call_module_func(&mut store, &instance, name, &mut args, &exports)? {
+            for line in invoke::call_module_func(store, &instance, name, &mut args, &exports)? {
                 println!("{line}");
             }
         }
@@ -201,7 +200,6 @@ impl Engine {
         entry: &Entrypoint,
         config: &RunConfig,
     ) -> Result<ExitStatus, RunError> {
-        let mut store = store;
         let Some(names) = &entry.func else {
             let command = Command::instantiate(&mut *store, component, linker)
                 .map_err(|err| instantiation_error(origin, err))?;
@@ -216,10 +214,10 @@ impl Engine {
             .map_err(|err| instantiation_error(origin, err))?;
         let mut args = Args { origin, remaining: config.args.get(1..).unwrap_or_default().iter() };
         for name in names.split(',') {
-            let func = invoke::component_func(&mut store, &instance, name).ok_or_else(|| {
+            let func = invoke::component_func(store, &instance, name).ok_or_else(|| {
                 RunError::invalid(anyhow!("{origin}: the component exports no function `{name}`"))
             })?;
-            for line in invoke::call_component_func(&mut store, func, name, &mut args)? {
+            for line in invoke::call_component_func(store, func, name, &mut args)? {
                 println!("{line}");
             }
         }

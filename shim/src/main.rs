@@ -7,6 +7,7 @@
 //! `wasmbox-runtime`.
 
 mod bundle;
+mod cleanup;
 mod sandbox;
 
 use containerd_shim_wasm::shim::{Cli, Config, Shim, Version, version};
@@ -29,8 +30,15 @@ impl Shim for WasmboxShim {
 }
 
 fn main() {
-    // Must happen before `run` forks the zygote, so that containers inherit the open cache.
-    sandbox::open_code_cache();
-    bundle::open_task_dir();
+    let args: Vec<String> = std::env::args().collect();
+    let command = args.last().map(String::as_str).unwrap_or_default();
+    if command == "delete" {
+        // containerd runs `delete` after a shim died: clean up what that shim left.
+        cleanup::delete_leftover_container(&args);
+    } else if !args.iter().any(|a| matches!(a.as_str(), "-v" | "--version" | "-info")) {
+        // Must happen before `run` forks the zygote, so that containers inherit both.
+        sandbox::open_code_cache();
+        bundle::open_task_dir();
+    }
     WasmboxShim::run(Config::default());
 }

@@ -18,7 +18,7 @@ use oci_spec::runtime::Spec;
 use wasmbox_runtime::annotations::{DEADLINE, WASM_FEATURES};
 use wasmbox_runtime::run::FailureKind;
 use wasmbox_runtime::{
-    CodeCache, Engine, Entrypoint, Program, RunConfig, RunError, WorkloadOptions, preopens_from_mountinfo,
+    CodeCache, Engine, Entrypoint, Program, RunConfig, RunError, WorkloadOptions, parse_env, preopens_from_mountinfo,
 };
 
 use crate::bundle;
@@ -157,14 +157,7 @@ fn config_from_context(ctx: &impl RuntimeContext) -> RunConfig {
     let cwd = std::env::current_dir()
         .map(|dir| dir.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "/".to_owned());
-    let env = ctx
-        .envs()
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (pair.clone(), String::new()),
-        })
-        .collect();
+    let env = ctx.envs().iter().map(|pair| parse_env(pair)).collect();
     RunConfig { env, cwd, ..RunConfig::new(ctx.args().to_vec()) }.with_pwd()
 }
 

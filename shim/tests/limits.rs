@@ -5,7 +5,11 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{NAMESPACE, Run, WASMBOX, containerd, unique_id};
+use common::{NAMESPACE, Run, containerd, unique_id, wait_stopped};
+
+fn start_detached(id: &str, flags: &[&str], args: &[&str]) {
+    common::start_detached("probe", id, flags, args);
+}
 
 fn probe(flags: &[&str], args: &[&str]) -> Run {
     let c = containerd();
@@ -13,41 +17,6 @@ fn probe(flags: &[&str], args: &[&str]) -> Run {
     let run = c.run_wasm("probe", &id, flags, args);
     c.assert_no_leftovers(&id);
     run
-}
-
-/// Starts `args` detached in the probe image with the wasmbox runtime.
-fn start_detached(id: &str, flags: &[&str], args: &[&str]) {
-    let c = containerd();
-    let image = c.image("probe");
-    let mut all = vec!["run", "-d", "--runtime", WASMBOX];
-    all.extend_from_slice(flags);
-    all.push(&image);
-    all.push(id);
-    all.extend_from_slice(args);
-    let out = c.ctr_output(&all);
-    assert!(out.status.success(), "{out:?}");
-}
-
-/// Waits for task `id` to stop and returns its exit status (from `ctr tasks ls`'s view of it).
-fn wait_stopped(id: &str) -> i32 {
-    let c = containerd();
-    for _ in 0..100 {
-        let out = c.ctr_output(&["tasks", "ls"]);
-        let tasks = String::from_utf8_lossy(&out.stdout).into_owned();
-        if tasks.lines().any(|l| l.starts_with(id) && l.contains("STOPPED")) {
-            let out = c.ctr_output(&["tasks", "delete", id]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            // ctr says "exit with non-zero exit code N" unless the code is 0
-            let code = match text.split_once("exit code ") {
-                Some((_, rest)) => rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(-1),
-                None => 0,
-            };
-            assert!(c.ctr_output(&["containers", "delete", id]).status.success());
-            return code;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("task {id} did not stop");
 }
 
 fn cgroup_file(controller: &str, id: &str, file: &str) -> String {

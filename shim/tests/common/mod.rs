@@ -84,6 +84,26 @@ pub fn containerd() -> &'static Containerd {
 }
 
 impl Containerd {
+    /// Restarts containerd alone: running shims and containers stay.
+    pub fn restart(&self) {
+        let status = Command::new(&self.script).arg("restart").arg(&self.work).status().expect("restart");
+        assert!(status.success(), "containerd did not restart");
+    }
+
+    /// PIDs of the wasmbox shims serving container `id`.
+    pub fn shim_pids(&self, id: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-wasmbox-v1"));
+            if is_shim && args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes()) {
+                pids.extend(entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()));
+            }
+        }
+        pids
+    }
+
     /// `ctr` against this containerd in the test namespace.
     pub fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
@@ -154,13 +174,8 @@ impl Containerd {
                 found.push(format!("containerd {what} entry"));
             }
         }
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-wasmbox-v1"));
-            if is_shim && args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes()) {
-                found.push(format!("shim process {}", entry.file_name().to_string_lossy()));
-            }
+        for pid in self.shim_pids(id) {
+            found.push(format!("shim process {pid}"));
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for line in mountinfo.lines().filter(|l| l.contains(id)) {
@@ -174,6 +189,41 @@ impl Containerd {
         }
         found
     }
+}
+
+/// Waits for task `id` to stop, deletes it and its container, and returns its exit status.
+pub fn wait_stopped(id: &str) -> i32 {
+    let c = containerd();
+    for _ in 0..100 {
+        let out = c.ctr_output(&["tasks", "ls"]);
+        let tasks = String::from_utf8_lossy(&out.stdout).into_owned();
+        if tasks.lines().any(|l| l.starts_with(id) && l.contains("STOPPED")) {
+            let out = c.ctr_output(&["tasks", "delete", id]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            // ctr says "exit with non-zero exit code N" unless the code is 0
+            let code = match text.split_once("exit code ") {
+                Some((_, rest)) => rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(-1),
+                None => 0,
+            };
+            assert!(c.ctr_output(&["containers", "delete", id]).status.success());
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("task {id} did not stop");
+}
+
+/// Starts `args` detached in `image` with the wasmbox runtime.
+pub fn start_detached(image: &str, id: &str, flags: &[&str], args: &[&str]) {
+    let c = containerd();
+    let image = c.image(image);
+    let mut all = vec!["run", "-d", "--runtime", WASMBOX];
+    all.extend_from_slice(flags);
+    all.push(&image);
+    all.push(id);
+    all.extend_from_slice(args);
+    let out = c.ctr_output(&all);
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// A container id unique to this test run.
