@@ -62,7 +62,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = ""
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
-    sandbox_image = "localhost/wasmbox/pause:1"
+    sandbox_image = "localhost/wasmbox/pause:latest"
     netns_mounts_under_state_dir = true
     restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".cni]
@@ -75,6 +75,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
         runtime_type = "io.containerd.wasmbox.v1"
+        pod_annotations = ["wasmbox.io/*"]
   [plugins."io.containerd.internal.v1.opt"]
     path = "$work/opt"
 TOML
@@ -91,11 +92,20 @@ stop)
   for p in $(pgrep -f "containerd-shim.*-address $sock" || true); do kill -9 "$p" 2>/dev/null || true; done
   # Unmount anything left under the work dir (rootfs overlays, network namespaces), deepest first.
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  # The empty per-namespace cgroup parents of the namespaces wasmbox's scripts and tests use.
-  for ns in wasmbox wasmbox-demo wasmbox-test wasmbox-bench; do
-    rmdir /sys/fs/cgroup/*/"$ns" "/run/containerd/wasmbox/$ns" 2>/dev/null || true
+  # Containers whose shims were just killed outlive them: end every process in the cgroups of
+  # the namespaces wasmbox's scripts and tests use, then remove those cgroups, deepest first.
+  groups=(wasmbox wasmbox-demo wasmbox-test wasmbox-bench wasmbox-cri)
+  for ns in "${groups[@]}"; do
+    for procs in /sys/fs/cgroup/*/"$ns"/*/cgroup.procs /sys/fs/cgroup/*/"$ns"/*/*/cgroup.procs; do
+      [ -f "$procs" ] && xargs -r kill -9 < "$procs" 2>/dev/null || true
+    done
   done
-  rm -rf "$work/root" "$work/state"
+  sleep 0.2
+  for ns in "${groups[@]}"; do
+    find /sys/fs/cgroup/*/"$ns" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    rmdir "/run/containerd/wasmbox/$ns" 2>/dev/null || true
+  done
+  [ -n "${WASMBOX_KEEP_WORK:-}" ] || rm -rf "$work/root" "$work/state"
   ;;
 ctr)
   shift 2

@@ -50,3 +50,5 @@ image go-seed         "$gobuild/hello.wasm" --add "$gobuild/lib.wasm:/lib.wasm"
 
 # A Linux image for side-by-side runs: Debian's static busybox.
 image busybox         /bin/busybox --path /bin/busybox --cmd echo --cmd "Hello from busybox"
+# The pod sandbox ("pause") image for CRI: busybox sleeping, run natively.
+image pause           /bin/busybox --path /bin/busybox --cmd sleep --cmd infinity

@@ -42,8 +42,13 @@ extern "C" fn stop_at_exit() {
     }
 }
 
+/// The repository: the nearest ancestor of the testing crate that has `scripts/containerd.sh`.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("scripts/containerd.sh").is_file())
+        .expect("the repository root")
+        .to_owned()
 }
 
 /// The images directory: `$WASMBOX_IMAGES`, else `wasmbox-images` in this build's target dir.
@@ -54,6 +59,20 @@ fn images_dir() -> PathBuf {
     // …/target/release/deps/test-binary → …/target/wasmbox-images
     let exe = std::env::current_exe().expect("current exe");
     exe.ancestors().nth(3).expect("target dir").join("wasmbox-images")
+}
+
+/// The shim this build produced: cargo names it for the shim crate's own tests; other crates'
+/// tests (the CRI tests in `k8s/`) find it beside their own binary's `deps/` directory.
+fn shim_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_containerd-shim-wasmbox-v1") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().expect("current exe");
+            let shim = exe.ancestors().nth(2).expect("profile dir").join("containerd-shim-wasmbox-v1");
+            assert!(shim.is_file(), "no shim at {}: run `make build` first", shim.display());
+            shim
+        }
+    }
 }
 
 /// The private containerd of this test binary, started on first use.
@@ -70,7 +89,7 @@ pub fn containerd() -> &'static Containerd {
         let name = binary.file_name().unwrap().to_string_lossy().into_owned();
         let work = PathBuf::from(format!("/tmp/wasmbox-e2e-{name}-{}", std::process::id()));
         let script = repo_root().join("scripts/containerd.sh");
-        let shim = env!("CARGO_BIN_EXE_containerd-shim-wasmbox-v1");
+        let shim = shim_binary();
         let status = Command::new(&script)
             .args(["start"])
             .arg(&work)
@@ -118,11 +137,21 @@ impl Containerd {
 
     /// Imports image `name` (`<images>/<name>.tar`) once; returns its reference.
     pub fn image(&self, name: &str) -> String {
+        self.image_in(NAMESPACE, name)
+    }
+
+    /// Imports image `name` once into containerd namespace `namespace` (`k8s.io` for CRI).
+    pub fn image_in(&self, namespace: &str, name: &str) -> String {
         let reference = format!("localhost/wasmbox/{name}:latest");
         let mut imported = self.imported.lock().unwrap();
-        if imported.insert(name.to_owned()) {
+        if imported.insert(format!("{namespace}/{name}")) {
             let tar = self.images.join(format!("{name}.tar"));
-            let out = self.ctr_output(&["images", "import", tar.to_str().unwrap()]);
+            let out = Command::new("ctr")
+                .arg("-a")
+                .arg(self.work.join("containerd.sock"))
+                .args(["-n", namespace, "images", "import", "--all-platforms", tar.to_str().unwrap()])
+                .output()
+                .expect("running ctr");
             assert!(out.status.success(), "ctr images import {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
         }
         reference
