@@ -22,6 +22,9 @@ image() { # image NAME FILE [wasmbox image build options…]
 image hello           "$p1/hello-rust.wasm"
 image hello-component "$p2/hello-component.wasm"
 image hello-wat       "$root/examples/wat/hello.wat"
+# The same guests as CNCF Wasm OCI artifacts (run through CRI on containerd 1.6).
+image hello-artifact  "$p1/hello-rust.wasm" --layout artifact
+image hello-component-artifact "$p2/hello-component.wasm" --layout artifact
 # The test guest, with files the end-to-end tests point the entry point at.
 image probe           "$p1/probe.wasm" \
   --add "$root/examples/fixtures:/fixtures" --add "$root/examples/wat/hello.wat:/fixtures/hello.wat" \

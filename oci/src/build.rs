@@ -14,7 +14,7 @@ use oci_spec::image::{
 };
 
 use crate::layout::{Layout, append_dir, append_file, canonical_json, sha256_digest};
-use crate::media::TAR_GZIP_LAYER;
+use crate::media::{TAR_GZIP_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::wasm::{self, FileKind};
 
 /// Annotation containerd reads for the image's full name on import.
@@ -42,6 +42,20 @@ pub struct BuildOptions {
     /// `os/arch` of the config; default `linux/<this machine>`, which containerd 1.6 imports and
     /// unpacks with no extra flags.
     pub platform: Option<String>,
+    /// Tar layer (default) or CNCF Wasm OCI artifact.
+    pub layout: ImageLayout,
+}
+
+/// How the Wasm is packaged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageLayout {
+    /// The module (and extra files) in an ordinary gzip tar layer: `ctr run` and CRI both work on containerd 1.6.
+    #[default]
+    Tar,
+    /// The CNCF Wasm OCI artifact: config `application/vnd.wasm.config.v0+json`, one
+    /// `application/wasm` layer. containerd 1.6 cannot unpack it: it runs through CRI, where the
+    /// shim reads the layer from the content store.
+    Artifact,
 }
 
 impl BuildOptions {
@@ -57,6 +71,7 @@ impl BuildOptions {
             workdir: None,
             files: Vec::new(),
             platform: None,
+            layout: ImageLayout::Tar,
         }
     }
 }
@@ -73,6 +88,9 @@ pub fn host_arch() -> &'static str {
 
 /// Builds the image layout for `options`.
 pub fn build(options: &BuildOptions) -> Result<Layout> {
+    if options.layout == ImageLayout::Artifact {
+        return build_artifact(options);
+    }
     let module_bytes = std::fs::read(&options.module)
         .with_context(|| format!("reading {}", options.module.display()))?;
     let info = wasm::describe(&module_bytes)
@@ -131,6 +149,18 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
     let mut layout = Layout::default();
     let config_desc = layout.add_blob(MediaType::ImageConfig, canonical_json(&image_config)?)?;
     let layer_desc = layout.add_blob(MediaType::Other(TAR_GZIP_LAYER.to_owned()), layer_gz)?;
+    finish_layout(layout, config_desc, layer_desc, &options.name, &os, &arch)
+}
+
+/// Adds the manifest and an index naming the image to `layout`.
+fn finish_layout(
+    mut layout: Layout,
+    config_desc: oci_spec::image::Descriptor,
+    layer_desc: oci_spec::image::Descriptor,
+    name: &str,
+    os: &str,
+    arch: &str,
+) -> Result<Layout> {
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -138,14 +168,14 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
         .layers(vec![layer_desc])
         .build()?;
     let manifest_desc = layout.add_blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
-    let tag = options.name.rsplit_once(':').map(|(_, tag)| tag).filter(|t| !t.contains('/')).unwrap_or("latest");
+    let tag = name.rsplit_once(':').map(|(_, tag)| tag).filter(|t| !t.contains('/')).unwrap_or("latest");
     let manifest_desc = DescriptorBuilder::default()
         .media_type(MediaType::ImageManifest)
         .digest(manifest_desc.digest().clone())
         .size(manifest_desc.size())
-        .platform(PlatformBuilder::default().os(Os::from(os.as_str())).architecture(Arch::from(arch.as_str())).build()?)
+        .platform(PlatformBuilder::default().os(Os::from(os)).architecture(Arch::from(arch)).build()?)
         .annotations([
-            (CONTAINERD_IMAGE_NAME.to_owned(), options.name.clone()),
+            (CONTAINERD_IMAGE_NAME.to_owned(), name.to_owned()),
             (OCI_REF_NAME.to_owned(), tag.to_owned()),
         ])
         .build()?;
@@ -157,6 +187,35 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
             .build()?,
     );
     Ok(layout)
+}
+
+/// The CNCF Wasm OCI artifact: the binary itself as the one layer (text is assembled first), and
+/// a config naming the WASI version and, for components, the WIT-level imports and exports.
+fn build_artifact(options: &BuildOptions) -> Result<Layout> {
+    let bytes = std::fs::read(&options.module).with_context(|| format!("reading {}", options.module.display()))?;
+    let info = wasm::describe(&bytes).with_context(|| format!("{} is not WebAssembly", options.module.display()))?;
+    let binary = match info.kind {
+        FileKind::Linux => bail!("{}: the artifact layout holds WebAssembly only", options.module.display()),
+        _ if info.text => wat::parse_bytes(&bytes)?.into_owned(),
+        _ => bytes,
+    };
+    if !options.files.is_empty() || options.module_path.is_some() || options.workdir.is_some() {
+        bail!("the artifact layout has no file system: --add, --path and --workdir need the tar layout");
+    }
+    let os = if info.kind == FileKind::Component { "wasip2" } else { "wasip1" };
+    let mut layout = Layout::default();
+    let layer_desc = layout.add_blob(MediaType::Other(WASM_LAYER.to_owned()), binary)?;
+    let mut config = serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "wasm",
+        "os": os,
+        "layerDigests": [layer_desc.digest().to_string()],
+    });
+    if info.kind == FileKind::Component {
+        config["component"] = serde_json::json!({ "imports": info.imports, "exports": info.exports });
+    }
+    let config_desc = layout.add_blob(MediaType::Other(WASM_CONFIG.to_owned()), canonical_json(&config)?)?;
+    finish_layout(layout, config_desc, layer_desc, &options.name, os, "wasm")
 }
 
 /// Builds the image and writes its layout tarball to `output`.
@@ -243,6 +302,27 @@ mod tests {
         let on_disk = std::fs::read(&out)?;
         assert_eq!(bytes.len(), on_disk.len());
         assert!(bytes == on_disk, "the tarball itself is reproducible");
+        Ok(())
+    }
+
+    #[test]
+    fn artifact_layout_has_a_wasm_config_and_one_wasm_layer() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let wat = dir.path().join("c.wat");
+        std::fs::write(&wat, "(component)")?;
+        let mut options = BuildOptions::new(&wat, "localhost/wasmbox/c:1");
+        options.layout = ImageLayout::Artifact;
+        let layout = build(&options)?;
+        let (_, manifest) = layout.manifest()?;
+        assert_eq!(manifest.config().media_type().to_string(), WASM_CONFIG);
+        assert_eq!(manifest.layers().len(), 1);
+        assert_eq!(manifest.layers()[0].media_type().to_string(), WASM_LAYER);
+        let config: serde_json::Value = layout.json(manifest.config())?;
+        assert_eq!((config["architecture"].as_str(), config["os"].as_str()), (Some("wasm"), Some("wasip2")));
+        assert!(config["component"]["exports"].is_array());
+        assert!(layout.blob(&manifest.layers()[0])?.starts_with(b"\0asm"), "text is assembled");
+        options.files.push((wat.clone(), "/x".into()));
+        assert!(build(&options).is_err(), "no extra files in an artifact");
         Ok(())
     }
 

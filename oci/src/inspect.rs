@@ -8,6 +8,7 @@ use flate2::read::GzDecoder;
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use crate::build::CONTAINERD_IMAGE_NAME;
+use crate::media::{WASM_COMPONENT_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::layout::Layout;
 use crate::wasm::{self, WasmInfo};
 
@@ -28,14 +29,22 @@ pub struct LayerSummary {
 pub struct ImageSummary {
     pub name: Option<String>,
     pub manifest: Descriptor,
-    pub config: ImageConfiguration,
+    /// The config's media type.
+    pub config_media_type: String,
+    /// An image config (tar layout); `None` for a Wasm artifact.
+    pub config: Option<ImageConfiguration>,
+    /// The config as JSON (the Wasm artifact's config is shown from here).
+    pub config_json: serde_json::Value,
     pub layers: Vec<LayerSummary>,
 }
 
 /// Reads the summary of a layout.
 pub fn summarize(layout: &Layout) -> Result<ImageSummary> {
     let (manifest_desc, manifest) = layout.manifest()?;
-    let config: ImageConfiguration = layout.json(manifest.config())?;
+    let config_media_type = manifest.config().media_type().to_string();
+    let config_json: serde_json::Value = layout.json(manifest.config())?;
+    let config: Option<ImageConfiguration> =
+        if config_media_type == WASM_CONFIG { None } else { Some(layout.json(manifest.config())?) };
     let name = manifest_desc
         .annotations()
         .as_ref()
@@ -49,11 +58,15 @@ pub fn summarize(layout: &Layout) -> Result<ImageSummary> {
             Ok(LayerSummary { descriptor: descriptor.clone(), files })
         })
         .collect::<Result<_>>()?;
-    Ok(ImageSummary { name, manifest: manifest_desc, config, layers })
+    Ok(ImageSummary { name, manifest: manifest_desc, config_media_type, config, config_json, layers })
 }
 
-/// The Wasm (`.wasm`, `.wat`) and executable files of a tar layer.
+/// The Wasm (`.wasm`, `.wat`) and executable files of a tar layer, or the Wasm layer itself.
 fn runnable_files(blob: &[u8], media_type: &str) -> Result<Vec<LayerFile>> {
+    if media_type == WASM_LAYER || media_type == WASM_COMPONENT_LAYER {
+        let info = wasm::describe(blob)?;
+        return Ok(vec![LayerFile { path: "(layer)".to_owned(), size: blob.len(), info }]);
+    }
     let reader: Box<dyn Read + '_> = if media_type.ends_with("gzip") {
         Box::new(GzDecoder::new(blob))
     } else {
@@ -84,15 +97,26 @@ impl ImageSummary {
     /// The human-readable description.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let cfg = self.config.config().clone().unwrap_or_default();
         let _ = writeln!(out, "image:      {}", self.name.as_deref().unwrap_or("(no name)"));
-        let _ = writeln!(out, "layout:     tar layer (containerd unpacks it into the root file system)");
-        let _ = writeln!(out, "manifest:   {} ({} bytes)", self.manifest.digest(), self.manifest.size());
-        let _ = writeln!(out, "platform:   {}/{}", self.config.os(), self.config.architecture());
-        let _ = writeln!(out, "entrypoint: {:?}", cfg.entrypoint().clone().unwrap_or_default());
-        let _ = writeln!(out, "cmd:        {:?}", cfg.cmd().clone().unwrap_or_default());
-        let _ = writeln!(out, "env:        {:?}", cfg.env().clone().unwrap_or_default());
-        let _ = writeln!(out, "workdir:    {}", cfg.working_dir().as_deref().unwrap_or("/"));
+        match &self.config {
+            Some(config) => {
+                let cfg = config.config().clone().unwrap_or_default();
+                let _ = writeln!(out, "layout:     tar layer (containerd unpacks it into the root file system)");
+                let _ = writeln!(out, "manifest:   {} ({} bytes)", self.manifest.digest(), self.manifest.size());
+                let _ = writeln!(out, "platform:   {}/{}", config.os(), config.architecture());
+                let _ = writeln!(out, "entrypoint: {:?}", cfg.entrypoint().clone().unwrap_or_default());
+                let _ = writeln!(out, "cmd:        {:?}", cfg.cmd().clone().unwrap_or_default());
+                let _ = writeln!(out, "env:        {:?}", cfg.env().clone().unwrap_or_default());
+                let _ = writeln!(out, "workdir:    {}", cfg.working_dir().as_deref().unwrap_or("/"));
+            }
+            None => {
+                let field = |key: &str| self.config_json[key].as_str().unwrap_or("?").to_owned();
+                let _ = writeln!(out, "layout:     CNCF Wasm OCI artifact (runs through CRI; containerd 1.6 cannot unpack it for ctr)");
+                let _ = writeln!(out, "manifest:   {} ({} bytes)", self.manifest.digest(), self.manifest.size());
+                let _ = writeln!(out, "config:     {}", self.config_media_type);
+                let _ = writeln!(out, "platform:   {}/{}", field("os"), field("architecture"));
+            }
+        }
         let _ = writeln!(out, "layers:");
         for layer in &self.layers {
             let d = &layer.descriptor;

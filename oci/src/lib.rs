@@ -16,4 +16,10 @@ pub mod media {
     pub use oci_spec::image::MediaType;
     /// A gzip-compressed tar layer: what containerd 1.6 unpacks into a root file system.
     pub const TAR_GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    /// The config of a CNCF Wasm OCI artifact.
+    pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+    /// The layer of a CNCF Wasm OCI artifact: the module or component itself.
+    pub const WASM_LAYER: &str = "application/wasm";
+    /// The component layer media type used by the Bytecode Alliance tools (also accepted).
+    pub const WASM_COMPONENT_LAYER: &str = "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
 }

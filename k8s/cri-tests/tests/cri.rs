@@ -236,6 +236,30 @@ async fn pods_run_wasm_containers_through_cri() {
     assert_pod_left_nothing(&pod);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_oci_artifacts_run_through_cri() {
+    let c = containerd();
+    for image in ["pause", "hello-artifact", "hello-component-artifact"] {
+        c.image_in("k8s.io", image);
+    }
+    let mut cri = client().await;
+    let pod = run_pod(&mut cri, "artifacts", HashMap::new()).await;
+    // The artifact has no file system: the shim reads the `application/wasm` layer from
+    // containerd's content store; argv[0] only names the program.
+    let mut module = container("module", "hello-artifact");
+    module.command = vec!["hello.wasm".into(), "from".into(), "an artifact".into()];
+    let (code, out) = run_container(&mut cri, &pod, module).await;
+    assert_eq!(code, 0, "{out:?}");
+    assert_eq!(out, ["Hello from Rust on wasmbox (wasm32-wasip1)!", "args: from an artifact"]);
+    let mut component = container("component", "hello-component-artifact");
+    component.command = vec!["hello.wasm".into()];
+    let (code, out) = run_container(&mut cri, &pod, component).await;
+    assert_eq!(code, 0, "{out:?}");
+    assert_eq!(out.first().map(String::as_str), Some("Hello from a Rust component on wasmbox (wasm32-wasip2)!"));
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
+}
+
 /// A Linux sidecar next to a Wasm container in one pod. Known to fail: after a Linux container
 /// has run in the pod's shim, libcontainer (0.6, cgroup v1) fails to prepare the root file system
 /// of the next container (`Mount(Procfs(NotFound("/proc/N")))` while mounting cgroup v1: it

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
-use wasmbox_oci::build::{BuildOptions, build_to_file};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wasmbox_oci::build::{BuildOptions, ImageLayout, build_to_file};
 use wasmbox_oci::inspect::summarize;
 use wasmbox_oci::layout::Layout;
 
@@ -70,9 +70,21 @@ struct BuildArgs {
     /// Extra file or directory to add, as HOST_PATH:IMAGE_PATH; repeat for several.
     #[arg(short, long = "add", value_name = "HOST_PATH:IMAGE_PATH")]
     add: Vec<String>,
-    /// Platform of the image config as os/arch [default: linux/<this machine>].
+    /// Platform of the image config as os/arch [default: linux/<this machine>] (tar layout only).
     #[arg(long)]
     platform: Option<String>,
+    /// `tar`: the module in an ordinary tar layer, for `ctr run` and CRI on containerd 1.6.
+    /// `artifact`: the CNCF Wasm OCI artifact (config application/vnd.wasm.config.v0+json, one
+    /// application/wasm layer), which containerd 1.6 runs through CRI only; import it with
+    /// `ctr images import --all-platforms`.
+    #[arg(long, value_enum, default_value = "tar")]
+    layout: LayoutArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Tar,
+    Artifact,
 }
 
 fn main() -> ExitCode {
@@ -124,6 +136,10 @@ fn image_build(args: BuildArgs) -> Result<()> {
         workdir: args.workdir,
         files,
         platform: args.platform,
+        layout: match args.layout {
+            LayoutArg::Tar => ImageLayout::Tar,
+            LayoutArg::Artifact => ImageLayout::Artifact,
+        },
     };
     let layout = build_to_file(&options, &output)?;
     let (manifest, _) = layout.manifest()?;

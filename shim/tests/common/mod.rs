@@ -143,13 +143,17 @@ impl Containerd {
     /// Imports image `name` once into containerd namespace `namespace` (`k8s.io` for CRI).
     pub fn image_in(&self, namespace: &str, name: &str) -> String {
         let reference = format!("localhost/wasmbox/{name}:latest");
-        let mut imported = self.imported.lock().unwrap();
+        // A panic elsewhere must not poison every later import.
+        let mut imported = self.imported.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if imported.insert(format!("{namespace}/{name}")) {
+            // containerd 1.6 cannot unpack Wasm artifacts: import them without unpacking (CRI
+            // runs them from the content store); tar-layer images are unpacked as usual.
+            let unpack = if name.ends_with("-artifact") { "--no-unpack" } else { "--all-platforms" };
             let tar = self.images.join(format!("{name}.tar"));
             let out = Command::new("ctr")
                 .arg("-a")
                 .arg(self.work.join("containerd.sock"))
-                .args(["-n", namespace, "images", "import", "--all-platforms", tar.to_str().unwrap()])
+                .args(["-n", namespace, "images", "import", "--all-platforms", unpack, tar.to_str().unwrap()])
                 .output()
                 .expect("running ctr");
             assert!(out.status.success(), "ctr images import {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
