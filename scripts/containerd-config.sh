@@ -27,7 +27,7 @@ add)
   if grep -qF "[$table]" "$config"; then
     echo "containerd-config: $config already defines [$table]; leaving it as it is"; exit 0
   fi
-  printf '\n%s\n[%s]\n  runtime_type = "io.containerd.wasmbox.v1"\n%s\n' "$begin" "$table" "$end" >> "$config"
+  printf '\n%s\n[%s]\n  runtime_type = "io.containerd.wasmbox.v1"\n  pod_annotations = ["wasmbox.io/*"]\n%s\n' "$begin" "$table" "$end" >> "$config"
   echo "containerd-config: added the wasmbox runtime to $config (restart containerd to use it from CRI)"
   ;;
 remove)
