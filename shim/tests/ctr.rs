@@ -227,3 +227,25 @@ fn compiled_code_is_cached_and_reused() {
     let log = std::fs::read_to_string(c.work.join("containerd.log")).unwrap();
     assert!(log.contains("/hello.wat: compiled code mapped from the cache"), "no cache hit in the log");
 }
+
+#[test]
+fn wordcount_tool_reads_a_mounted_file_and_writes_into_a_mounted_directory() {
+    let c = containerd();
+    let input = tempfile::tempdir().unwrap();
+    let output = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("input.txt"), "the cat and the hat\nThe end\n").unwrap();
+    let flags = [
+        "--mount".to_owned(),
+        format!("type=bind,src={},dst=/in,options=rbind:ro", input.path().display()),
+        "--mount".to_owned(),
+        format!("type=bind,src={},dst=/out,options=rbind:rw", output.path().display()),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let id = unique_id("wordcount");
+    let run = c.run_wasm("wordcount", &id, &flags, &[]);
+    assert_ok(&run);
+    let expected = "lines 2\nwords 7\nbytes 28\n3 the\n1 and\n1 cat\n";
+    assert_eq!(run.stdout, expected);
+    assert_eq!(std::fs::read_to_string(output.path().join("report.txt")).unwrap(), expected);
+    c.assert_no_leftovers(&id);
+}
