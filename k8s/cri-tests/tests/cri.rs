@@ -32,6 +32,14 @@ async fn client() -> RuntimeServiceClient<Channel> {
     RuntimeServiceClient::new(channel)
 }
 
+/// Imports `images` into CRI's namespace (`k8s.io`) and connects to the CRI service.
+async fn cri_with(images: &[&str]) -> RuntimeServiceClient<Channel> {
+    for image in images {
+        containerd().image_in("k8s.io", image);
+    }
+    client().await
+}
+
 struct Pod {
     id: String,
     config: PodSandboxConfig,
@@ -169,11 +177,7 @@ fn cgroup_value(controller: &str, container_id: &str, file: &str) -> Option<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_wasm_containers_through_cri() {
-    let c = containerd();
-    for image in ["pause", "hello", "probe"] {
-        c.image_in("k8s.io", image);
-    }
-    let mut cri = client().await;
+    let mut cri = cri_with(&["pause", "hello", "probe"]).await;
 
     // 1. a Wasm container in a pod with handler wasmbox, its pause container run natively
     let pod = run_pod(&mut cri, "mixed", HashMap::new()).await;
@@ -238,11 +242,7 @@ async fn pods_run_wasm_containers_through_cri() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_oci_artifacts_run_through_cri() {
-    let c = containerd();
-    for image in ["pause", "hello-artifact", "hello-component-artifact"] {
-        c.image_in("k8s.io", image);
-    }
-    let mut cri = client().await;
+    let mut cri = cri_with(&["pause", "hello-artifact", "hello-component-artifact"]).await;
     let pod = run_pod(&mut cri, "artifacts", HashMap::new()).await;
     // The artifact has no file system: the shim reads the `application/wasm` layer from
     // containerd's content store; argv[0] only names the program.
@@ -267,18 +267,14 @@ async fn wasm_oci_artifacts_run_through_cri() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known bug: a Linux container before a Wasm one in the same pod fails in libcontainer's cgroup v1 mount"]
 async fn linux_sidecar_next_to_wasm_in_one_pod() {
-    let c = containerd();
-    for image in ["pause", "hello", "busybox"] {
-        c.image_in("k8s.io", image);
-    }
-    let mut cri = client().await;
+    let mut cri = cri_with(&["pause", "hello", "busybox"]).await;
     let pod = run_pod(&mut cri, "sidecar", HashMap::new()).await;
     let mut busybox = container("busybox", "busybox");
     busybox.command = vec!["/bin/busybox".into(), "echo".into(), "from a Linux sidecar".into()];
     let (code, out) = run_container(&mut cri, &pod, busybox).await;
     assert_eq!((code, out.as_slice()), (0, &["from a Linux sidecar".to_owned()][..]));
-    for _ in 0..3 {
-        let (code, out) = run_container(&mut cri, &pod, container("hello", "hello")).await;
+    for n in 0..3 {
+        let (code, out) = run_container(&mut cri, &pod, container(&format!("hello-{n}"), "hello")).await;
         assert_eq!((code, out.as_slice()), (0, &["Hello from Rust on wasmbox (wasm32-wasip1)!".to_owned()][..]));
     }
     remove_pod(&mut cri, &pod).await;
