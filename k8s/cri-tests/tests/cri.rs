@@ -82,9 +82,8 @@ async fn run_pod(cri: &mut RuntimeServiceClient<Channel>, name: &str, annotation
     Pod { id, config, log_dir }
 }
 
-/// Creates and starts a container, waits for it to exit; returns (exit code, stdout lines from the CRI log).
-async fn run_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, config: ContainerConfig) -> (i32, Vec<String>) {
-    let log_path = config.log_path.clone();
+/// Creates and starts a container in `pod`; returns its id.
+async fn start_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, config: ContainerConfig) -> String {
     let id = cri
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.id.clone(),
@@ -96,6 +95,13 @@ async fn run_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, confi
         .into_inner()
         .container_id;
     cri.start_container(StartContainerRequest { container_id: id.clone() }).await.expect("StartContainer");
+    id
+}
+
+/// Creates and starts a container, waits for it to exit; returns (exit code, stdout lines from the CRI log).
+async fn run_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, config: ContainerConfig) -> (i32, Vec<String>) {
+    let log_path = config.log_path.clone();
+    let id = start_container(cri, pod, config).await;
     let status = wait_exited(cri, &id).await;
     let log = std::fs::read_to_string(pod.log_dir.join(&log_path)).unwrap_or_default();
     (status.exit_code, parse_cri_log(&log))
@@ -206,17 +212,7 @@ async fn pods_run_wasm_containers_through_cri() {
     let mut sleeper = container("probe-limited", "probe");
     sleeper.args = vec!["sleep".into(), "2".into()];
     sleeper.linux = limits.clone();
-    let id = cri
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(sleeper),
-            sandbox_config: Some(pod.config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    cri.start_container(StartContainerRequest { container_id: id.clone() }).await.expect("StartContainer");
+    let id = start_container(&mut cri, &pod, sleeper).await;
     assert_eq!(cgroup_value("memory", &id, "memory.limit_in_bytes").as_deref(), Some("67108864"));
     assert_eq!(cgroup_value("cpu", &id, "cpu.cfs_quota_us").as_deref(), Some("50000"));
     assert_eq!(wait_exited(&mut cri, &id).await.exit_code, 0);
