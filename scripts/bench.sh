@@ -12,7 +12,7 @@ rounds=${ROUNDS:-20}
 trap '"$here/containerd.sh" stop "$work"' EXIT
 export NS=wasmbox-bench
 ctr() { "$here/containerd.sh" ctr "$work" "$@"; }
-for image in hello busybox; do ctr images import "$images/$image.tar" >/dev/null; done
+for image in hello busybox probe; do ctr images import "$images/$image.tar" >/dev/null; done
 
 now_ns() { date +%s%N; }
 ms_since() { echo $(( ($(now_ns) - $1) / 1000 )) | awk '{printf "%.1f", $1/1000}'; }
@@ -32,6 +32,37 @@ done
 wasm_median=$(printf '%s\n' "${wasm_times[@]}" | median)
 runc_median=$(printf '%s\n' "${runc_times[@]}" | median)
 ratio=$(awk -v a="$wasm_median" -v b="$runc_median" 'BEGIN {printf "%.2f", a/b}')
+
+# Memory of idle containers: PSS summed over every process a container costs (its shim, the
+# shim's helpers, the container's own processes), from /proc/PID/smaps_rollup.
+pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+container_pids() { # the shim processes started for container $1, and the processes in its cgroup
+  pgrep -f -- "-id $1( |$)" || true
+  cat "/sys/fs/cgroup/pids/$NS/$1/cgroup.procs" 2>/dev/null || true
+}
+idle=${IDLE:-20}
+measure_idle() { # measure_idle LABEL RUNTIME_FLAGS IMAGE ARGS… → "mean_kib processes_per_container"
+  local label=$1 flags=$2 image=$3; shift 3
+  for i in $(seq "$idle"); do ctr run -d $flags "$image" "idle-$label-$i" "$@" >/dev/null; done
+  sleep 2
+  local total=0 procs=0
+  for i in $(seq "$idle"); do
+    for pid in $(container_pids "idle-$label-$i" | sort -u); do
+      total=$((total + $(pss_kib "$pid"))); procs=$((procs + 1))
+    done
+  done
+  for i in $(seq "$idle"); do
+    ctr tasks kill -s SIGKILL "idle-$label-$i" >/dev/null 2>&1 || true
+  done
+  sleep 1
+  for i in $(seq "$idle"); do
+    ctr tasks delete "idle-$label-$i" >/dev/null 2>&1 || true
+    ctr containers delete "idle-$label-$i" >/dev/null 2>&1 || true
+  done
+  echo "$((total / idle)) $((procs / idle))"
+}
+read -r wasm_pss wasm_procs < <(measure_idle wasm "--runtime io.containerd.wasmbox.v1" localhost/wasmbox/probe:latest /probe.wasm sleep 600)
+read -r runc_pss runc_procs < <(measure_idle runc "" localhost/wasmbox/busybox:latest /bin/busybox sleep 600)
 
 floor=$("$(dirname "$shim")/wasmbox-run" --repeat "$rounds" "$hello_wasm" 2>&1 >/dev/null | tail -n 1)
 compile_ms=$(sed -n 's/.*compile_ms=\([0-9.]*\).*/\1/p' <<<"$floor")
@@ -55,6 +86,16 @@ whole \`ctr run --rm\` command (create, start, wait, delete).
 | **ratio wasmbox / runc** | **$ratio** |
 | first run of hello (compiles, fills the cache) | $wasm_first |
 | first run of busybox (runc) | $runc_first |
+
+## Memory: $idle idle containers of one image
+
+PSS summed over every process each container costs (its shim and the shim's helper processes, and
+the processes in the container's cgroup), divided by $idle; from \`/proc/PID/smaps_rollup\`, in the same run.
+
+| what | PSS per container | processes per container |
+|---|---|---|
+| wasmbox: \`probe\` guest sleeping (Wasm, tar layout, compiled code mapped from the cache) | $(awk -v k="$wasm_pss" 'BEGIN {printf "%.1f MiB", k/1024}') | $wasm_procs |
+| runc: busybox \`sleep\` | $(awk -v k="$runc_pss" 'BEGIN {printf "%.1f MiB", k/1024}') | $runc_procs |
 
 In-process floor (\`wasmbox-run --repeat $rounds\`: the same engine and module in one process, no container):
 
