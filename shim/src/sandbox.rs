@@ -80,26 +80,25 @@ impl Sandbox for WasmboxSandbox {
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
         install_termination_handlers();
         let prepared = self.prepared.get_or_init(|| prepare(ctx));
-        let outcome = match prepared {
+        Ok(match prepared {
             Ok(prepared) => {
                 if let Some(deadline) = prepared.options.deadline {
                     start_deadline_watchdog(&prepared.program.origin, deadline);
                 }
-                run_on_own_thread(prepared)
+                run_on_own_thread(prepared).unwrap_or_else(|err| report_failure(&err))
             }
-            Err(err) => Err(RunError::new(err.kind, anyhow!("{err}"))),
-        };
-        Ok(match outcome {
-            Ok(code) => code,
-            Err(err) => {
-                log::info!("guest failed: {err}");
-                let mut stderr = std::io::stderr().lock();
-                let _ = writeln!(stderr, "wasmbox: {}", err.report());
-                let _ = stderr.flush();
-                err.exit_code()
-            }
+            Err(err) => report_failure(err),
         })
     }
+}
+
+/// Says why the guest could not run (or ended badly) on the container's stderr; returns the exit code.
+fn report_failure(err: &RunError) -> i32 {
+    log::info!("guest failed: {err}");
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "wasmbox: {}", err.report());
+    let _ = stderr.flush();
+    err.exit_code()
 }
 
 /// The container's own spec (when its bundle can be found) and its `wasmbox.io/` annotations.
