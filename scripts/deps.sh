@@ -24,6 +24,21 @@ if ! command -v go >/dev/null || ! go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9
   command -v pyenv >/dev/null && pyenv rehash || true
 fi
 
+# Python and JavaScript components: componentize-py (PyPI) here, componentize-js (npm) by
+# scripts/images.sh into examples/js; kubernetes-validate (PyPI) checks the k8s manifests.
+pip_missing=()
+python3 -m pip show -q componentize-py 2>/dev/null >/dev/null || pip_missing+=("componentize-py==0.25.1")
+python3 -m pip show -q kubernetes-validate 2>/dev/null >/dev/null || pip_missing+=("kubernetes-validate")
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "deps: installing from PyPI: ${pip_missing[*]}"
+  python3 -m pip install --quiet --root-user-action=ignore "${pip_missing[@]}"
+  command -v pyenv >/dev/null && pyenv rehash || true
+fi
+if ! command -v npm >/dev/null; then
+  echo "deps: installing Debian packages: nodejs npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 command -v cargo >/dev/null || { echo "deps: the Rust toolchain (cargo, rustup) is required" >&2; exit 1; }
 installed=$(rustup target list --installed)
 for t in wasm32-wasip1 wasm32-wasip2; do

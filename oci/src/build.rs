@@ -16,6 +16,8 @@ use oci_spec::image::{
 use crate::layout::{Layout, append_dir, append_file, canonical_json, sha256_digest};
 use crate::media::{TAR_GZIP_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::wasm::{self, FileKind};
+use wasmbox_runtime::PrecompiledInfo;
+use wasmbox_runtime::precompiled::{self, PRECOMPILED_DIR, PRECOMPILED_MEDIA_TYPE};
 
 /// Annotation containerd reads for the image's full name on import.
 pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -44,6 +46,9 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// Tar layer (default) or CNCF Wasm OCI artifact.
     pub layout: ImageLayout,
+    /// Also ship the module's code compiled ahead of time by this build's engine, in a layer
+    /// of its own (see `wasmbox_runtime::precompiled`), so that the shim does not compile it.
+    pub precompile: bool,
 }
 
 /// How the Wasm is packaged.
@@ -72,6 +77,7 @@ impl BuildOptions {
             files: Vec::new(),
             platform: None,
             layout: ImageLayout::Tar,
+            precompile: false,
         }
     }
 }
@@ -108,11 +114,21 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
     for (host, dest) in &options.files {
         collect(host, &normalize_image_path(dest)?, &mut files)?;
     }
-    let layer_tar = layer_tar(&files)?;
-    let diff_id = sha256_digest(&layer_tar);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&layer_tar)?;
-    let layer_gz = gz.finish()?;
+    let mut layers = vec![gzip_layer(&files)?];
+    if options.precompile {
+        if info.kind == FileKind::Linux {
+            bail!("--precompile: {} is not WebAssembly", options.module.display());
+        }
+        let (code, precompiled) = precompile(&files[&module_path].0, &options.module)?;
+        let mut code_files = BTreeMap::new();
+        let dir = PRECOMPILED_DIR.trim_start_matches('/');
+        let (code_path, info_path) = precompiled::image_paths(Path::new(dir), &precompiled.source);
+        code_files.insert(code_path.display().to_string(), (code, 0o644));
+        code_files.insert(info_path.display().to_string(), (canonical_json(&precompiled)?, 0o644));
+        let mut layer = gzip_layer(&code_files)?;
+        layer.annotations = precompiled_annotations(&precompiled);
+        layers.push(layer);
+    }
 
     let (os, arch) = match &options.platform {
         Some(platform) => platform
@@ -141,22 +157,62 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![diff_id])
+                .diff_ids(layers.iter().map(|layer| layer.diff_id.clone()).collect::<Vec<_>>())
                 .build()?,
         )
         .build()?;
 
     let mut layout = Layout::default();
     let config_desc = layout.add_blob(MediaType::ImageConfig, canonical_json(&image_config)?)?;
-    let layer_desc = layout.add_blob(MediaType::Other(TAR_GZIP_LAYER.to_owned()), layer_gz)?;
-    finish_layout(layout, config_desc, layer_desc, &options.name, &os, &arch)
+    let mut layer_descs = Vec::new();
+    for layer in layers {
+        let mut desc = layout.add_blob(MediaType::Other(TAR_GZIP_LAYER.to_owned()), layer.gzip)?;
+        if !layer.annotations.is_empty() {
+            desc.set_annotations(Some(layer.annotations.into_iter().collect()));
+        }
+        layer_descs.push(desc);
+    }
+    finish_layout(layout, config_desc, layer_descs, &options.name, &os, &arch)
+}
+
+/// A gzip tar layer and the digest of its uncompressed tar (its diff id).
+struct GzipLayer {
+    gzip: Vec<u8>,
+    diff_id: String,
+    annotations: BTreeMap<String, String>,
+}
+
+fn gzip_layer(files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<GzipLayer> {
+    let tar = layer_tar(files)?;
+    let diff_id = sha256_digest(&tar);
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(&tar)?;
+    Ok(GzipLayer { gzip: gz.finish()?, diff_id, annotations: BTreeMap::new() })
+}
+
+/// Compiles `bytes` ahead of time with the engine the shim uses.
+fn precompile(bytes: &[u8], module: &Path) -> Result<(Vec<u8>, PrecompiledInfo)> {
+    let engine = wasmbox_runtime::Engine::new(None)?;
+    let origin = module.display().to_string();
+    engine
+        .precompile_for_image(bytes, &origin)
+        .map_err(|err| anyhow::anyhow!("--precompile: {err}"))
+}
+
+/// The annotations that describe a precompiled-code layer.
+fn precompiled_annotations(info: &PrecompiledInfo) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (precompiled::ANNOTATION_ENGINE.to_owned(), info.engine.clone()),
+        (precompiled::ANNOTATION_SOURCE.to_owned(), info.source.clone()),
+        (precompiled::ANNOTATION_WASMTIME.to_owned(), info.wasmtime.clone()),
+    ])
 }
 
 /// Adds the manifest and an index naming the image to `layout`.
 fn finish_layout(
     mut layout: Layout,
     config_desc: oci_spec::image::Descriptor,
-    layer_desc: oci_spec::image::Descriptor,
+    layer_descs: Vec<oci_spec::image::Descriptor>,
     name: &str,
     os: &str,
     arch: &str,
@@ -165,7 +221,7 @@ fn finish_layout(
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config_desc)
-        .layers(vec![layer_desc])
+        .layers(layer_descs)
         .build()?;
     let manifest_desc = layout.add_blob(MediaType::ImageManifest, canonical_json(&manifest)?)?;
     let tag = name.rsplit_once(':').map(|(_, tag)| tag).filter(|t| !t.contains('/')).unwrap_or("latest");
@@ -215,7 +271,14 @@ fn build_artifact(options: &BuildOptions) -> Result<Layout> {
         config["component"] = serde_json::json!({ "imports": info.imports, "exports": info.exports });
     }
     let config_desc = layout.add_blob(MediaType::Other(WASM_CONFIG.to_owned()), canonical_json(&config)?)?;
-    finish_layout(layout, config_desc, layer_desc, &options.name, os, "wasm")
+    let mut layer_descs = vec![layer_desc];
+    if options.precompile {
+        let (code, info) = precompile(layout.blob(&layer_descs[0])?, &options.module)?;
+        let mut desc = layout.add_blob(MediaType::Other(PRECOMPILED_MEDIA_TYPE.to_owned()), code)?;
+        desc.set_annotations(Some(precompiled_annotations(&info).into_iter().collect()));
+        layer_descs.push(desc);
+    }
+    finish_layout(layout, config_desc, layer_descs, &options.name, os, "wasm")
 }
 
 /// Builds the image and writes its layout tarball to `output`.

@@ -11,6 +11,7 @@ use crate::build::CONTAINERD_IMAGE_NAME;
 use crate::media::{WASM_COMPONENT_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::layout::Layout;
 use crate::wasm::{self, WasmInfo};
+use wasmbox_runtime::precompiled::{ANNOTATION_ENGINE, ANNOTATION_SOURCE, ANNOTATION_WASMTIME, PRECOMPILED_MEDIA_TYPE};
 
 /// A file found in a layer that wasmbox could run.
 pub struct LayerFile {
@@ -63,6 +64,9 @@ pub fn summarize(layout: &Layout) -> Result<ImageSummary> {
 
 /// The Wasm (`.wasm`, `.wat`) and executable files of a tar layer, or the Wasm layer itself.
 fn runnable_files(blob: &[u8], media_type: &str) -> Result<Vec<LayerFile>> {
+    if media_type == PRECOMPILED_MEDIA_TYPE {
+        return Ok(Vec::new());
+    }
     if media_type == WASM_LAYER || media_type == WASM_COMPONENT_LAYER {
         let info = wasm::describe(blob)?;
         return Ok(vec![LayerFile { path: "(layer)".to_owned(), size: blob.len(), info }]);
@@ -118,9 +122,24 @@ impl ImageSummary {
             }
         }
         let _ = writeln!(out, "layers:");
+        let this_engine = wasmbox_runtime::Engine::new(None).map(|engine| engine.compatibility_hash()).ok();
         for layer in &self.layers {
             let d = &layer.descriptor;
             let _ = writeln!(out, "  {} {} ({} bytes)", d.digest(), d.media_type(), d.size());
+            let annotation = |key| d.annotations().as_ref().and_then(|a| a.get(key)).map(String::as_str);
+            if let Some(engine) = annotation(ANNOTATION_ENGINE) {
+                let usable = match &this_engine {
+                    Some(this) if this == engine => "matches this wasmbox's engine: used as is".to_owned(),
+                    Some(this) => format!("this wasmbox's engine is {this}: it would compile instead"),
+                    None => "this wasmbox's engine could not be configured".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "    precompiled code of {} by wasmtime {}, engine compatibility hash {engine} ({usable})",
+                    annotation(ANNOTATION_SOURCE).unwrap_or("?"),
+                    annotation(ANNOTATION_WASMTIME).unwrap_or("?"),
+                );
+            }
             for file in &layer.files {
                 let text = if file.info.text { ", WebAssembly text" } else { "" };
                 let _ = writeln!(out, "    {}: {}{text}, {} bytes", file.path, file.info.kind.describe(), file.size);
@@ -152,6 +171,26 @@ mod tests {
         assert!(text.contains("/add.wat: module"), "{text}");
         assert!(text.contains("imports: console::log"), "{text}");
         assert!(text.contains("exports: add"), "{text}");
+        assert!(!text.contains("precompiled"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn inspect_shows_the_precompiled_layer_in_both_layouts() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let wat = dir.path().join("add.wat");
+        std::fs::write(&wat, r#"(module (func (export "add")))"#)?;
+        let engine = wasmbox_runtime::Engine::new(None)?.compatibility_hash();
+        for layout in [crate::build::ImageLayout::Tar, crate::build::ImageLayout::Artifact] {
+            let mut options = BuildOptions::new(&wat, "localhost/wasmbox/add:1");
+            options.precompile = true;
+            options.layout = layout;
+            let image = build(&options)?;
+            assert_eq!(image.manifest()?.1.layers().len(), 2);
+            let text = summarize(&image)?.render();
+            assert!(text.contains(&format!("engine compatibility hash {engine} (matches")), "{text}");
+            assert!(text.contains("by wasmtime 48."), "{text}");
+        }
         Ok(())
     }
 }

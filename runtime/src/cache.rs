@@ -29,20 +29,32 @@ pub struct CodeCache {
     origin: PathBuf,
 }
 
-/// The name of one cache entry.
+/// The name of one cache entry, and the digest of the wasm it holds the code of.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CacheKey(String);
+pub struct CacheKey {
+    name: String,
+    source_digest: String,
+}
 
 impl CacheKey {
     /// The key of `wasm` compiled by an engine whose compatibility hash is `engine_hash`.
     pub fn new(wasm: &[u8], component: bool, engine_hash: u64) -> Self {
         let digest = hex::encode(Sha256::digest(wasm));
         let ext = if component { "ccwasm" } else { "cwasm" };
-        CacheKey(format!("{digest}-{engine_hash:016x}.{ext}"))
+        CacheKey {
+            name: format!("{digest}-{engine_hash:016x}.{ext}"),
+            source_digest: format!("sha256:{digest}"),
+        }
     }
 
+    /// The entry's file name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
+    }
+
+    /// `sha256:<hex>` of the wasm bytes.
+    pub fn source_digest(&self) -> &str {
+        &self.source_digest
     }
 }
 

@@ -1,7 +1,7 @@
 //! The wasmtime engine and loading: bytes (binary or text) become a compiled [`Program`], through the code cache.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use wasmtime::component::Component;
@@ -9,6 +9,7 @@ use wasmtime::{Module, Precompiled};
 
 use crate::annotations::WasmFeature;
 use crate::cache::{CacheKey, CodeCache, engine_hash};
+use crate::precompiled::{self, ImageCode, PrecompiledInfo};
 use crate::run::{FailureKind, RunError};
 
 /// Whether a binary is a core module (WASI preview 1) or a component (WASI preview 2).
@@ -19,6 +20,14 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    /// `module` or `component`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Module => "module",
+            SourceKind::Component => "component",
+        }
+    }
+
     /// Classifies WebAssembly binary bytes; `None` when they are not WebAssembly at all.
     pub fn of_binary(bytes: &[u8]) -> Option<Self> {
         if wasmparser::Parser::is_component(bytes) {
@@ -37,13 +46,30 @@ pub enum ProgramKind {
     Component(Component),
 }
 
+/// Where the native code of a [`Program`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeOrigin {
+    /// Compiled by this load.
+    Compiled,
+    /// Mapped from the node-local code cache.
+    Cache,
+    /// Precompiled code shipped in the image (`wasmbox image build --precompile`).
+    Image,
+}
+
 /// A compiled guest, ready to instantiate.
 pub struct Program {
     pub kind: ProgramKind,
-    /// Where the code came from, for messages: the file path inside the container.
+    /// Where the guest came from, for messages: the file path inside the container, or the layer.
     pub origin: String,
-    /// True when the compiled code was mapped from the cache rather than compiled now.
-    pub from_cache: bool,
+    /// Where its native code came from.
+    pub code: CodeOrigin,
+}
+
+/// Precompiled code offered with the bytes of a guest, used only if it checks out.
+pub struct OfferedCode<'a> {
+    pub info: PrecompiledInfo,
+    pub code: ImageCode<'a>,
 }
 
 /// The wasmtime engine shared by everything a container runs, plus its code cache.
@@ -51,6 +77,8 @@ pub struct Engine {
     engine: wasmtime::Engine,
     engine_hash: u64,
     cache: Option<CodeCache>,
+    /// Where to look for precompiled code next to a file being loaded (the tar layout).
+    precompiled_dir: Option<PathBuf>,
 }
 
 impl Engine {
@@ -74,7 +102,38 @@ impl Engine {
             engine_hash: engine_hash(&engine),
             engine,
             cache,
+            precompiled_dir: None,
         })
+    }
+
+    /// Makes [`Engine::load_file`] use precompiled code found in `dir` (normally
+    /// [`precompiled::PRECOMPILED_DIR`]) when it was made for this engine from the file's bytes.
+    pub fn with_precompiled_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.precompiled_dir = Some(dir.into());
+        self
+    }
+
+    /// The engine's compatibility hash as 16 hex digits: precompiled code must have been made
+    /// by an engine with the same hash.
+    pub fn compatibility_hash(&self) -> String {
+        format!("{:016x}", self.engine_hash)
+    }
+
+    /// Compiles `bytes` (binary or text) ahead of time, for shipping in an image.
+    pub fn precompile_for_image(&self, bytes: &[u8], origin: &str) -> Result<(Vec<u8>, PrecompiledInfo), RunError> {
+        let wasm = decode(bytes, origin)?;
+        let kind = SourceKind::of_binary(&wasm).ok_or_else(|| {
+            RunError::invalid(anyhow!("{origin}: unsupported WebAssembly binary version"))
+        })?;
+        let code = self.precompile(&wasm, kind, origin)?;
+        let info = PrecompiledInfo {
+            engine: self.compatibility_hash(),
+            wasmtime: precompiled::WASMTIME_VERSION.to_owned(),
+            source: precompiled::sha256_digest(&wasm),
+            code: precompiled::sha256_digest(&code),
+            kind: kind.name().to_owned(),
+        };
+        Ok((code, info))
     }
 
     /// The underlying wasmtime engine.
@@ -97,24 +156,97 @@ impl Engine {
             };
             RunError::new(kind, anyhow!("{origin}: {err}"))
         })?;
-        self.load_bytes(&bytes, &origin)
+        self.load(&bytes, &origin, |digest| self.precompiled_next_to_file(digest, &origin))
     }
 
     /// Compiles `bytes` (binary or text), or maps their compiled code from the cache.
     pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Program, RunError> {
+        self.load(bytes, origin, |_| None)
+    }
+
+    /// Like [`Engine::load_bytes`], but uses `offered` precompiled code if it checks out.
+    pub fn load_bytes_with_code(&self, bytes: &[u8], origin: &str, offered: OfferedCode<'_>) -> Result<Program, RunError> {
+        let mut offered = Some(offered);
+        self.load(bytes, origin, |_| offered.take())
+    }
+
+    /// Loads a guest: from the node-local cache, else from precompiled code in the image if it
+    /// checks out, else by compiling it (and filling the cache).
+    fn load<'a>(
+        &self,
+        bytes: &[u8],
+        origin: &str,
+        offered: impl FnOnce(&str) -> Option<OfferedCode<'a>>,
+    ) -> Result<Program, RunError> {
         let wasm = decode(bytes, origin)?;
         let kind = SourceKind::of_binary(&wasm).ok_or_else(|| {
             RunError::invalid(anyhow!("{origin}: unsupported WebAssembly binary version"))
         })?;
-        let (program, from_cache) = match &self.cache {
-            Some(cache) => self.load_through_cache(cache, &wasm, kind, origin)?,
-            None => (self.compile(&wasm, kind, origin)?, false),
+        let program = |kind, code| Program { kind, origin: origin.to_owned(), code };
+        let key = CacheKey::new(&wasm, kind == SourceKind::Component, self.engine_hash);
+        if let Some(cache) = &self.cache
+            && let Some(mapped) = self.map_cached(cache, &key, kind, origin)
+        {
+            return Ok(program(mapped, CodeOrigin::Cache));
+        }
+        if let Some(offered) = offered(key.source_digest()) {
+            match self.use_offered(offered, &key, kind) {
+                Ok(loaded) => {
+                    log::info!("{origin}: using the image's precompiled code, not compiling");
+                    return Ok(program(loaded, CodeOrigin::Image));
+                }
+                Err(err) => log::warn!("{origin}: precompiled code in the image refused, compiling instead: {err:#}"),
+            }
+        }
+        let compiled = match &self.cache {
+            Some(cache) => self.compile_into_cache(cache, &key, &wasm, kind, origin)?,
+            None => self.compile(&wasm, kind, origin)?,
         };
-        Ok(Program {
-            kind: program,
-            origin: origin.to_owned(),
-            from_cache,
-        })
+        Ok(program(compiled, CodeOrigin::Compiled))
+    }
+
+    /// The precompiled code the image has for the module with this digest, if any.
+    fn precompiled_next_to_file(&self, source_digest: &str, origin: &str) -> Option<OfferedCode<'static>> {
+        let dir = self.precompiled_dir.as_ref()?;
+        let (code, info) = precompiled::image_paths(dir, source_digest);
+        if !info.exists() {
+            return None;
+        }
+        match PrecompiledInfo::read(&info) {
+            Ok(info) => Some(OfferedCode { info, code: ImageCode::File(code) }),
+            Err(err) => {
+                log::warn!("{origin}: precompiled code in the image refused, compiling instead: {err:#}");
+                None
+            }
+        }
+    }
+
+    /// Checks offered precompiled code and loads it: through the cache when there is one (so
+    /// that containers share its pages), else straight from the file or the bytes.
+    fn use_offered(&self, offered: OfferedCode<'_>, key: &CacheKey, kind: SourceKind) -> anyhow::Result<ProgramKind> {
+        let OfferedCode { info, code } = offered;
+        info.check_fits(&self.compatibility_hash(), key.source_digest())?;
+        anyhow::ensure!(
+            info.kind == kind.name(),
+            "compiled as a {}, the wasm is a {}",
+            info.kind,
+            kind.name()
+        );
+        match code {
+            ImageCode::File(path) => {
+                precompiled::verify_file(&path, &info.code)?;
+                self.map_file(&path, kind)
+            }
+            ImageCode::Verified(bytes) => {
+                if let Some(cache) = &self.cache {
+                    match cache.store(key, bytes) {
+                        Ok(()) => return self.map_file(&cache.entry_path(key), kind),
+                        Err(err) => log::warn!("precompiled code not cached: {err:#}"),
+                    }
+                }
+                self.deserialize(bytes, kind)
+            }
+        }
     }
 
     fn compile(&self, wasm: &[u8], kind: SourceKind, origin: &str) -> Result<ProgramKind, RunError> {
@@ -133,67 +265,74 @@ impl Engine {
         compiled.map_err(|err| RunError::invalid(anyhow!("{origin}: invalid WebAssembly: {err:#}")))
     }
 
-    /// Maps the compiled code of `wasm` from the cache, compiling and storing it first when absent.
-    /// Any cache failure falls back to compiling in memory: the cache only ever saves time.
-    fn load_through_cache(
+    /// Maps entry `key` from the cache; a damaged or foreign entry is logged and removed.
+    fn map_cached(&self, cache: &CodeCache, key: &CacheKey, kind: SourceKind, origin: &str) -> Option<ProgramKind> {
+        if !cache.contains(key) {
+            return None;
+        }
+        match self.map_file(&cache.entry_path(key), kind) {
+            Ok(program) => {
+                log::info!("{origin}: compiled code mapped from the cache ({})", key.as_str());
+                Some(program)
+            }
+            Err(err) => {
+                log::warn!("{origin}: cache entry {} refused, compiling again: {err:#}", key.as_str());
+                cache.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Compiles `wasm`, stores the code in the cache and maps it from there. Any cache failure
+    /// falls back to the code in memory: the cache only ever saves time.
+    fn compile_into_cache(
         &self,
         cache: &CodeCache,
+        key: &CacheKey,
         wasm: &[u8],
         kind: SourceKind,
         origin: &str,
-    ) -> Result<(ProgramKind, bool), RunError> {
-        let key = CacheKey::new(wasm, kind == SourceKind::Component, self.engine_hash);
-        if cache.contains(&key) {
-            match self.map_entry(cache, &key, kind) {
-                Ok(program) => {
-                    log::info!("{origin}: compiled code mapped from the cache ({})", key.as_str());
-                    return Ok((program, true));
-                }
-                Err(err) => {
-                    log::warn!("{origin}: cache entry {} refused, compiling again: {err:#}", key.as_str());
-                    cache.remove(&key);
-                }
-            }
-        }
+    ) -> Result<ProgramKind, RunError> {
         let started = std::time::Instant::now();
         let compiled = self.precompile(wasm, kind, origin)?;
         log::info!("{origin}: compiled in {:?}", started.elapsed());
-        if let Err(err) = cache.store(&key, &compiled) {
+        if let Err(err) = cache.store(key, &compiled) {
             log::warn!("{origin}: compiled code not cached: {err:#}");
-        } else if let Ok(program) = self.map_entry(cache, &key, kind) {
-            return Ok((program, false));
+        } else if let Ok(program) = self.map_file(&cache.entry_path(key), kind) {
+            return Ok(program);
         }
-        // SAFETY: these bytes were produced just now by this engine's own compiler.
-        let program = unsafe {
-            match kind {
-                SourceKind::Module => Module::deserialize(&self.engine, &compiled).map(ProgramKind::Module),
-                SourceKind::Component => {
-                    Component::deserialize(&self.engine, &compiled).map(ProgramKind::Component)
-                }
-            }
-        };
-        program
-            .map(|program| (program, false))
+        self.deserialize(&compiled, kind)
             .map_err(|err| RunError::internal(anyhow!("{origin}: loading compiled code: {err:#}")))
     }
 
-    fn map_entry(&self, cache: &CodeCache, key: &CacheKey, kind: SourceKind) -> anyhow::Result<ProgramKind> {
-        let path = cache.entry_path(key);
+    /// Loads code compiled by this engine, or checked to fit it, from memory.
+    fn deserialize(&self, compiled: &[u8], kind: SourceKind) -> anyhow::Result<ProgramKind> {
+        // SAFETY: `compiled` was produced by this engine's compiler, or is image code whose
+        // engine, source and digest were checked (see `precompiled`); wasmtime checks the header.
+        unsafe {
+            Ok(match kind {
+                SourceKind::Module => ProgramKind::Module(Module::deserialize(&self.engine, compiled)?),
+                SourceKind::Component => ProgramKind::Component(Component::deserialize(&self.engine, compiled)?),
+            })
+        }
+    }
+
+    /// Maps compiled code from a file (a cache entry or checked image code), sharing its pages.
+    fn map_file(&self, path: &Path, kind: SourceKind) -> anyhow::Result<ProgramKind> {
         let expected = match kind {
             SourceKind::Module => Precompiled::Module,
             SourceKind::Component => Precompiled::Component,
         };
-        let found = wasmtime::Engine::detect_precompiled_file(&path)?;
-        anyhow::ensure!(found == Some(expected), "not a precompiled {kind:?} (found {found:?})");
+        let found = wasmtime::Engine::detect_precompiled_file(path)?;
+        anyhow::ensure!(found == Some(expected), "not a precompiled {} (found {found:?})", kind.name());
         // SAFETY: cache entries are written only by this engine's compiler, under a name that
-        // includes the digest of the source and the engine's compatibility hash; wasmtime checks
-        // the header (version, target, flags) again before using the code.
+        // includes the digest of the source and the engine's compatibility hash; image code is
+        // used only after its engine, source and digest were checked. wasmtime checks the
+        // header (version, target, flags) again before using the code.
         unsafe {
             Ok(match kind {
-                SourceKind::Module => ProgramKind::Module(Module::deserialize_file(&self.engine, &path)?),
-                SourceKind::Component => {
-                    ProgramKind::Component(Component::deserialize_file(&self.engine, &path)?)
-                }
+                SourceKind::Module => ProgramKind::Module(Module::deserialize_file(&self.engine, path)?),
+                SourceKind::Component => ProgramKind::Component(Component::deserialize_file(&self.engine, path)?),
             })
         }
     }
@@ -225,6 +364,7 @@ pub fn decode<'a>(bytes: &'a [u8], origin: &str) -> Result<Cow<'a, [u8]>, RunErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::annotations::WasmFeature;
 
     const ADD_WAT: &str = r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#;
 
@@ -281,13 +421,72 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let wasm = wat::parse_str(ADD_WAT)?;
         let engine = Engine::new(Some(CodeCache::open(dir.path())?))?;
-        assert!(!engine.load_bytes(&wasm, "add.wasm")?.from_cache);
-        assert!(engine.load_bytes(&wasm, "add.wasm")?.from_cache);
+        assert_eq!(engine.load_bytes(&wasm, "add.wasm")?.code, CodeOrigin::Compiled);
+        assert_eq!(engine.load_bytes(&wasm, "add.wasm")?.code, CodeOrigin::Cache);
         // damage the entry: it must be refused and compiled again, never executed
         let entry = std::fs::read_dir(dir.path())?.next().context("no entry")??.path();
         std::fs::write(&entry, b"not compiled code")?;
-        assert!(!engine.load_bytes(&wasm, "add.wasm")?.from_cache);
-        assert!(engine.load_bytes(&wasm, "add.wasm")?.from_cache);
+        assert_eq!(engine.load_bytes(&wasm, "add.wasm")?.code, CodeOrigin::Compiled);
+        assert_eq!(engine.load_bytes(&wasm, "add.wasm")?.code, CodeOrigin::Cache);
+        Ok(())
+    }
+
+    /// Writes `wasm`'s precompiled code and description into `dir` as the tar layout has them.
+    fn ship_precompiled(engine: &Engine, dir: &Path, wasm: &[u8]) -> anyhow::Result<PrecompiledInfo> {
+        let (code, info) = engine.precompile_for_image(wasm, "add.wasm")?;
+        let (code_path, info_path) = precompiled::image_paths(dir, &info.source);
+        std::fs::write(code_path, code)?;
+        std::fs::write(info_path, serde_json::to_vec(&info)?)?;
+        Ok(info)
+    }
+
+    #[test]
+    fn image_code_is_used_only_when_it_fits() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let module = dir.path().join("add.wasm");
+        let wasm = wat::parse_str(ADD_WAT)?;
+        std::fs::write(&module, &wasm)?;
+        let info = ship_precompiled(&Engine::new(None)?, dir.path(), &wasm)?;
+
+        let engine = Engine::new(None)?.with_precompiled_dir(dir.path());
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Image);
+        // without looking for it, or for an engine with other features (stale), it is compiled
+        assert_eq!(Engine::new(None)?.load_file(&module)?.code, CodeOrigin::Compiled);
+        let other = Engine::with_features(None, &[(WasmFeature::Simd, false)])?.with_precompiled_dir(dir.path());
+        assert_ne!(other.compatibility_hash(), engine.compatibility_hash());
+        assert_eq!(other.load_file(&module)?.code, CodeOrigin::Compiled);
+
+        // corrupt code (a flipped byte that wasmtime's header check would not see) is refused
+        let (code_path, info_path) = precompiled::image_paths(dir.path(), &info.source);
+        let mut code = std::fs::read(&code_path)?;
+        let last = code.len() - 1;
+        code[last] ^= 0xff;
+        std::fs::write(&code_path, &code)?;
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Compiled);
+
+        // code of another module put under this module's name is refused
+        let other_wasm = wat::parse_str("(module (func (export \"f\")))")?;
+        let other_info = ship_precompiled(&engine, dir.path(), &other_wasm)?;
+        let (other_code, other_info_path) = precompiled::image_paths(dir.path(), &other_info.source);
+        std::fs::rename(other_code, &code_path)?;
+        std::fs::rename(other_info_path, &info_path)?;
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Compiled);
+
+        // a description that is not one is refused
+        std::fs::write(&info_path, b"{")?;
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Compiled);
+        Ok(())
+    }
+
+    #[test]
+    fn offered_code_fills_the_cache() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let wasm = wat::parse_str(ADD_WAT)?;
+        let engine = Engine::new(Some(CodeCache::open(dir.path())?))?;
+        let (code, info) = engine.precompile_for_image(&wasm, "add.wasm")?;
+        let offered = OfferedCode { info, code: ImageCode::Verified(&code) };
+        assert_eq!(engine.load_bytes_with_code(&wasm, "add.wasm", offered)?.code, CodeOrigin::Image);
+        assert_eq!(engine.load_bytes(&wasm, "add.wasm")?.code, CodeOrigin::Cache);
         Ok(())
     }
 }

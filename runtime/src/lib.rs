@@ -19,6 +19,7 @@
 //! - [`engine`]: the wasmtime engine, its configuration, and loading bytes into a [`Program`];
 //! - [`annotations`]: per-workload settings from OCI annotations (`wasmbox.io/*`);
 //! - [`cache`]: the node-local cache of compiled code, keyed by module digest and engine;
+//! - [`precompiled`]: compiled code shipped in an image, and the checks it must pass to be used;
 //! - [`wasi`]: the WASI context built from a [`RunConfig`];
 //! - [`run`]: instantiating a program and calling its entry point, mapping the outcome to an exit code;
 //! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
@@ -30,11 +31,13 @@ pub mod config;
 pub mod engine;
 pub mod invoke;
 pub mod jshost;
+pub mod precompiled;
 pub mod run;
 pub mod wasi;
 
 pub use annotations::WorkloadOptions;
 pub use cache::CodeCache;
 pub use config::{Entrypoint, Preopen, RunConfig, parse_env, preopens_from_mountinfo};
-pub use engine::{Engine, Program, ProgramKind, SourceKind};
+pub use engine::{CodeOrigin, Engine, OfferedCode, Program, ProgramKind, SourceKind};
+pub use precompiled::{ImageCode, PrecompiledInfo};
 pub use run::{ExitStatus, RunError};

@@ -27,6 +27,15 @@ impl Shim for WasmboxShim {
     fn version() -> Version {
         version!()
     }
+
+    /// The Wasm layer media types of artifact images, plus wasmbox's precompiled-code layer.
+    fn supported_layers_types() -> &'static [&'static str] {
+        &[
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+            "application/wasm",
+            wasmbox_runtime::precompiled::PRECOMPILED_MEDIA_TYPE,
+        ]
+    }
 }
 
 fn main() {

@@ -13,12 +13,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use containerd_shim_wasm::sandbox::Sandbox;
-use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source};
+use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
 use oci_spec::runtime::Spec;
 use wasmbox_runtime::annotations::{DEADLINE, WASM_FEATURES};
+use wasmbox_runtime::precompiled::{
+    ANNOTATION_ENGINE, ANNOTATION_SOURCE, ANNOTATION_WASMTIME, PRECOMPILED_DIR, PRECOMPILED_MEDIA_TYPE,
+};
 use wasmbox_runtime::run::FailureKind;
 use wasmbox_runtime::{
-    CodeCache, Engine, Entrypoint, Program, RunConfig, RunError, WorkloadOptions, parse_env, preopens_from_mountinfo,
+    CodeCache, Engine, Entrypoint, ImageCode, OfferedCode, PrecompiledInfo, Program, RunConfig, RunError, SourceKind,
+    WorkloadOptions, parse_env, preopens_from_mountinfo,
 };
 
 use crate::bundle;
@@ -133,21 +137,47 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
     let entry = config.entrypoint().map_err(RunError::invalid)?;
 
     let engine = Engine::with_features(code_cache(), &options.wasm_features)
-        .map_err(|err| RunError::invalid(anyhow!("annotation {WASM_FEATURES}: {err:#}")))?;
+        .map_err(|err| RunError::invalid(anyhow!("annotation {WASM_FEATURES}: {err:#}")))?
+        .with_precompiled_dir(PRECOMPILED_DIR);
     let program = match ctx.entrypoint().source {
         Source::File(_) => engine.load_file(&entry.path)?,
-        Source::Oci([layer]) => {
-            let origin = format!("layer {}", layer.config.digest());
-            engine.load_bytes(&layer.layer, &origin)?
-        }
-        Source::Oci(layers) => {
-            return Err(RunError::invalid(anyhow!(
-                "the image has {} Wasm layers; wasmbox runs images with exactly one",
-                layers.len()
-            )));
-        }
+        Source::Oci(layers) => load_artifact(&engine, layers)?,
     };
     Ok(Prepared { engine, program, entry, config, options })
+}
+
+/// Loads the one Wasm layer of an artifact image, with the image's precompiled-code layer for it
+/// when there is one (it is used only if it fits this engine and this layer).
+fn load_artifact(engine: &Engine, layers: &[WasmLayer]) -> Result<Program, RunError> {
+    let (code, wasm): (Vec<_>, Vec<_>) =
+        layers.iter().partition(|layer| layer.config.media_type().to_string() == PRECOMPILED_MEDIA_TYPE);
+    let [wasm] = wasm[..] else {
+        return Err(RunError::invalid(anyhow!(
+            "the image has {} Wasm layers; wasmbox runs images with exactly one",
+            wasm.len()
+        )));
+    };
+    let origin = format!("layer {}", wasm.config.digest());
+    let source = wasm.config.digest().to_string();
+    let offered = code.iter().find_map(|layer| {
+        let annotations = layer.config.annotations().as_ref()?;
+        let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();
+        (annotation(ANNOTATION_SOURCE) == source).then(|| OfferedCode {
+            info: PrecompiledInfo {
+                engine: annotation(ANNOTATION_ENGINE),
+                wasmtime: annotation(ANNOTATION_WASMTIME),
+                source: source.clone(),
+                // containerd's content store has checked the layer against its digest.
+                code: layer.config.digest().to_string(),
+                kind: SourceKind::of_binary(&wasm.layer).map(SourceKind::name).unwrap_or_default().to_owned(),
+            },
+            code: ImageCode::Verified(&layer.layer),
+        })
+    });
+    match offered {
+        Some(offered) => engine.load_bytes_with_code(&wasm.layer, &origin, offered),
+        None => engine.load_bytes(&wasm.layer, &origin),
+    }
 }
 
 /// The configuration from what `containerd-shim-wasm` gives (when the spec cannot be read).

@@ -249,3 +249,47 @@ fn wordcount_tool_reads_a_mounted_file_and_writes_into_a_mounted_directory() {
     assert_eq!(std::fs::read_to_string(output.path().join("report.txt")).unwrap(), expected);
     c.assert_no_leftovers(&id);
 }
+
+#[test]
+fn python_component_starts_from_its_precompiled_code() {
+    let c = containerd();
+    let id = unique_id("python");
+    let run = c.run_wasm("python", &id, &["--env", "GREETING=hi"], &["/hello.wasm", "one", "two"]);
+    assert_ok(&run);
+    assert!(run.stdout.starts_with("Hello from Python 3."), "{}", run.stdout);
+    assert!(run.stdout.contains("in WebAssembly!\nargs: one two\nGREETING: hi\n"), "{}", run.stdout);
+    let log = c.log_of(&id);
+    assert!(
+        log.iter().any(|l| l.contains("/hello.wasm: using the image's precompiled code, not compiling")),
+        "no use of the precompiled code in the log: {log:#?}"
+    );
+    assert!(!log.iter().any(|l| l.contains("compiled in")), "it compiled: {log:#?}");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn stale_precompiled_code_is_refused_and_the_module_compiled() {
+    let c = containerd();
+    // Another set of Wasm features is another engine: the image's code was not made for it.
+    let id = unique_id("stale");
+    let run = c.run_wasm("hello-precompiled", &id, &["--annotation", "wasmbox.io/wasm-features=-simd"], &[]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "Hello from Rust on wasmbox (wasm32-wasip1)!\n");
+    let log = c.log_of(&id);
+    assert!(
+        log.iter().any(|l| l.contains("precompiled code in the image refused, compiling instead: stale or foreign")),
+        "no refusal in the log: {log:#?}"
+    );
+    assert!(log.iter().any(|l| l.contains("compiled in")), "it did not compile: {log:#?}");
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn javascript_component_runs() {
+    let c = containerd();
+    let id = unique_id("js");
+    let run = c.run_wasm("js", &id, &[], &[]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "Hello from JavaScript in WebAssembly!\nsum of 1..10 = 55\n");
+    c.assert_no_leftovers(&id);
+}

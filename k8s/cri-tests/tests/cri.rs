@@ -100,11 +100,21 @@ async fn start_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, con
 
 /// Creates and starts a container, waits for it to exit; returns (exit code, stdout lines from the CRI log).
 async fn run_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, config: ContainerConfig) -> (i32, Vec<String>) {
+    let (_, code, out) = run_container_with_id(cri, pod, config).await;
+    (code, out)
+}
+
+/// [`run_container`], also returning the container's id.
+async fn run_container_with_id(
+    cri: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> (String, i32, Vec<String>) {
     let log_path = config.log_path.clone();
     let id = start_container(cri, pod, config).await;
     let status = wait_exited(cri, &id).await;
     let log = std::fs::read_to_string(pod.log_dir.join(&log_path)).unwrap_or_default();
-    (status.exit_code, parse_cri_log(&log))
+    (id, status.exit_code, parse_cri_log(&log))
 }
 
 async fn wait_exited(cri: &mut RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
@@ -238,7 +248,7 @@ async fn pods_run_wasm_containers_through_cri() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_oci_artifacts_run_through_cri() {
-    let mut cri = cri_with(&["pause", "hello-artifact", "hello-component-artifact"]).await;
+    let mut cri = cri_with(&["pause", "hello-artifact", "hello-component-artifact", "js-artifact"]).await;
     let pod = run_pod(&mut cri, "artifacts", HashMap::new()).await;
     // The artifact has no file system: the shim reads the `application/wasm` layer from
     // containerd's content store; argv[0] only names the program.
@@ -252,6 +262,14 @@ async fn wasm_oci_artifacts_run_through_cri() {
     let (code, out) = run_container(&mut cri, &pod, component).await;
     assert_eq!(code, 0, "{out:?}");
     assert_eq!(out.first().map(String::as_str), Some("Hello from a Rust component on wasmbox (wasm32-wasip2)!"));
+    // A JavaScript component with a precompiled-code layer: the shim uses it, no compiling.
+    let mut js = container("js", "js-artifact");
+    js.command = vec!["hello.wasm".into()];
+    let (id, code, out) = run_container_with_id(&mut cri, &pod, js).await;
+    assert_eq!((code, out.as_slice()), (0, &["Hello from JavaScript in WebAssembly!".to_owned(), "sum of 1..10 = 55".to_owned()][..]));
+    let log = containerd().log_of(&id);
+    assert!(log.iter().any(|l| l.contains("using the image's precompiled code")), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("compiled in")), "it compiled: {log:#?}");
     remove_pod(&mut cri, &pod).await;
     assert_pod_left_nothing(&pod);
 }

@@ -79,6 +79,12 @@ struct BuildArgs {
     /// `ctr images import --all-platforms`.
     #[arg(long, value_enum, default_value = "tar")]
     layout: LayoutArg,
+    /// Also ship the module's code compiled ahead of time, in a layer of its own, so that
+    /// containers start without compiling. The shim uses it only when it was compiled by an
+    /// engine with the same compatibility hash (same wasmtime, settings and CPU features) from
+    /// the same module; otherwise it logs why and compiles.
+    #[arg(long)]
+    precompile: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -140,6 +146,7 @@ fn image_build(args: BuildArgs) -> Result<()> {
             LayoutArg::Tar => ImageLayout::Tar,
             LayoutArg::Artifact => ImageLayout::Artifact,
         },
+        precompile: args.precompile,
     };
     let layout = build_to_file(&options, &output)?;
     let (manifest, _) = layout.manifest()?;

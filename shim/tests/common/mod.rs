@@ -123,6 +123,13 @@ impl Containerd {
         pids
     }
 
+    /// The lines containerd logged for container `id` (the shim tags its lines `instance="ID"`).
+    pub fn log_of(&self, id: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.work.join("containerd.log")).expect("reading containerd.log");
+        let tag = format!("instance=\"{id}\"");
+        log.lines().filter(|line| line.contains(&tag)).map(str::to_owned).collect()
+    }
+
     /// `ctr` against this containerd in the test namespace.
     pub fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
