@@ -12,7 +12,9 @@ rounds=${ROUNDS:-20}
 trap '"$here/containerd.sh" stop "$work"' EXIT
 export NS=wasmbox-bench
 ctr() { "$here/containerd.sh" ctr "$work" "$@"; }
-for image in hello busybox probe; do ctr images import "$images/$image.tar" >/dev/null; done
+for image in hello busybox probe probe-precompiled python python-compiling; do
+  ctr images import "$images/$image.tar" >/dev/null
+done
 
 now_ns() { date +%s%N; }
 ms_since() { echo $(( ($(now_ns) - $1) / 1000 )) | awk '{printf "%.1f", $1/1000}'; }
@@ -32,6 +34,23 @@ done
 wasm_median=$(printf '%s\n' "${wasm_times[@]}" | median)
 runc_median=$(printf '%s\n' "${runc_times[@]}" | median)
 ratio=$(awk -v a="$wasm_median" -v b="$runc_median" 'BEGIN {printf "%.2f", a/b}')
+
+# The Python component (componentize-py, ~18 MB of Wasm): first and later runs with the
+# precompiled layer (image `python`) and without it (image `python-compiling`). The node-local
+# cache is emptied before each first run, so that each first run is a real one.
+py_rounds=${PY_ROUNDS:-10}
+py_run() { ctr run --rm --runtime io.containerd.wasmbox.v1 "localhost/wasmbox/$1:latest" "$2" >/dev/null; }
+py_series() { # py_series IMAGE → "first_ms median_ms"
+  rm -f "$work"/cache/*
+  local t first times=()
+  t=$(now_ns); py_run "$1" "bench-$1-first"; first=$(ms_since "$t")
+  for i in $(seq "$py_rounds"); do t=$(now_ns); py_run "$1" "bench-$1-$i"; times+=("$(ms_since "$t")"); done
+  echo "$first $(printf '%s\n' "${times[@]}" | median)"
+}
+read -r py_pre_first py_pre_median < <(py_series python)
+read -r py_first py_median < <(py_series python-compiling)
+py_ratio=$(awk -v a="$py_pre_first" -v b="$wasm_median" 'BEGIN {printf "%.2f", a/b}')
+py_wasm=$("$(dirname "$shim")/wasmbox" image inspect "$images/python-compiling.tar" | sed -n 's/.*component (WASI preview 2), \([0-9]*\) bytes/\1/p')
 
 # Memory of idle containers: PSS summed over every process a container costs (its shim, the
 # shim's helpers, the container's own processes), from /proc/PID/smaps_rollup.
@@ -62,6 +81,9 @@ measure_idle() { # measure_idle LABEL RUNTIME_FLAGS IMAGE ARGS… → "mean_kib 
   echo "$((total / idle)) $((procs / idle))"
 }
 read -r wasm_pss wasm_procs < <(measure_idle wasm "--runtime io.containerd.wasmbox.v1" localhost/wasmbox/probe:latest /probe.wasm sleep 600)
+# The same guest from its precompiled layer (the cache emptied, so the image's code is what is mapped).
+rm -f "$work"/cache/*
+read -r pre_pss pre_procs < <(measure_idle pre "--runtime io.containerd.wasmbox.v1" localhost/wasmbox/probe-precompiled:latest /probe.wasm sleep 600)
 read -r runc_pss runc_procs < <(measure_idle runc "" localhost/wasmbox/busybox:latest /bin/busybox sleep 600)
 
 floor=$("$(dirname "$shim")/wasmbox-run" --repeat "$rounds" "$hello_wasm" 2>&1 >/dev/null | tail -n 1)
@@ -95,7 +117,23 @@ the processes in the container's cgroup), divided by $idle; from \`/proc/PID/sma
 | what | PSS per container | processes per container |
 |---|---|---|
 | wasmbox: \`probe\` guest sleeping (Wasm, tar layout, compiled code mapped from the cache) | $(awk -v k="$wasm_pss" 'BEGIN {printf "%.1f MiB", k/1024}') | $wasm_procs |
+| wasmbox: the same guest with its precompiled layer (\`probe-precompiled\`, code mapped from the image) | $(awk -v k="$pre_pss" 'BEGIN {printf "%.1f MiB", k/1024}') | $pre_procs |
 | runc: busybox \`sleep\` | $(awk -v k="$runc_pss" 'BEGIN {printf "%.1f MiB", k/1024}') | $runc_procs |
+
+Both Wasm rows map the compiled code from one file (a cache entry, or the image's file in the
+read-only lower layer of the overlay), so its pages are shared by all $idle containers.
+
+## A big component: Python (componentize-py), with and without \`--precompile\`
+
+\`examples/python\` is $py_wasm bytes of Wasm (CPython in a component). Image \`python\` is built with
+\`wasmbox image build --precompile\`, \`python-compiling\` without. The node-local cache is emptied
+before each first run. Median of $py_rounds later runs.
+
+| image | first run (ms) | later runs, median (ms) |
+|---|---|---|
+| \`python\` (precompiled layer) | $py_pre_first | $py_pre_median |
+| \`python-compiling\` (compiles on its first run, then maps from the cache) | $py_first | $py_median |
+| first run of \`python\` / median of hello | **$py_ratio** | |
 
 In-process floor (\`wasmbox-run --repeat $rounds\`: the same engine and module in one process, no container):
 

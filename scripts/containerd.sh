@@ -87,6 +87,8 @@ restart)
   launch
   ;;
 stop)
+  # The tasks this containerd still has (namespace/id): their shims' runtime state goes too.
+  tasks=$(cd "$work/state/io.containerd.runtime.v2.task" 2>/dev/null && ls -d */* 2>/dev/null || true)
   stop_containerd
   # Shims of containers still running outlive containerd: end those of this instance.
   for p in $(pgrep -f "containerd-shim.*-address $sock" || true); do kill -9 "$p" 2>/dev/null || true; done
@@ -101,6 +103,7 @@ stop)
     done
   done
   sleep 0.2
+  for task in $tasks; do rm -rf "/run/containerd/wasmbox/$task"; done
   for ns in "${groups[@]}"; do
     find /sys/fs/cgroup/*/"$ns" -depth -type d -exec rmdir {} + 2>/dev/null || true
     rmdir "/run/containerd/wasmbox/$ns" 2>/dev/null || true

@@ -82,6 +82,8 @@ fi
 image js                 "$jsbuild/hello.wasm"
 image js-artifact        "$jsbuild/hello.wasm" --layout artifact --precompile
 
+# The test guest with its code precompiled (for the memory benchmark).
+image probe-precompiled  "$p1/probe.wasm" --precompile
 # The hello module with its code precompiled (the stale-code test runs it under another engine).
 image hello-precompiled  "$p1/hello-rust.wasm" --precompile
 

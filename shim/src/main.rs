@@ -39,6 +39,10 @@ impl Shim for WasmboxShim {
 }
 
 fn main() {
+    // One malloc arena for all threads: the shim is idle most of its life, and per-thread
+    // arenas cost every container's processes memory for nothing.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let args: Vec<String> = std::env::args().collect();
     let command = args.last().map(String::as_str).unwrap_or_default();
     if command == "delete" {
