@@ -9,7 +9,7 @@ mkdir -p "$images"
 echo "images: building guests (wasm32-wasip1, wasm32-wasip2)"
 (cd "$root/examples" &&
   cargo build --quiet --release --target wasm32-wasip1 -p hello-rust -p probe -p wordcount &&
-  cargo build --quiet --release --target wasm32-wasip2 -p hello-component -p probe)
+  cargo build --quiet --release --target wasm32-wasip2 -p hello-component -p hello-http -p probe)
 p1="$target/wasm32-wasip1/release"
 p2="$target/wasm32-wasip2/release"
 
@@ -28,6 +28,8 @@ image() { # image NAME FILE [wasmbox image build options…]
 image hello           "$p1/hello-rust.wasm"
 image hello-component "$p2/hello-component.wasm"
 image hello-wat       "$root/examples/wat/hello.wat"
+# A wasi:http server (served on 0.0.0.0:8080 unless configured otherwise).
+image hello-http      "$p2/hello_http.wasm" --path /hello-http.wasm
 # A small tool: reads a mounted input file, writes its report into a mounted output directory.
 image wordcount       "$p1/wordcount.wasm" --cmd /in/input.txt --cmd /out/report.txt
 # The same guests as CNCF Wasm OCI artifacts (run through CRI on containerd 1.6).

@@ -7,12 +7,13 @@
 //! | `wasmbox.io/wasm-features` | comma-separated wasmtime features, `-name` to turn one off: `simd`, `relaxed-simd`, `threads`, `multi-memory`, `memory64`, `tail-call`, `gc`, `function-references`, `reference-types`, `bulk-memory`, `multi-value`, `extended-const`, `wide-arithmetic` | wasmtime's defaults |
 //! | `wasmbox.io/deadline` | a wall-clock limit: `500ms`, `30s`, `5m`, `1h` | none |
 //! | `wasmbox.io/log-level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | the shim's level |
+//! | `wasmbox.io/http-address` | `IP:PORT` a `wasi:http/incoming-handler` component is served on (the container env `WASMBOX_HTTP_ADDRESS` also sets it; the annotation wins) | `0.0.0.0:8080` |
 //!
 //! An invalid value is an error that names the annotation; unknown `wasmbox.io/` keys are errors too,
 //! so a typo is not silently ignored.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -25,8 +26,9 @@ pub const NETWORK: &str = "wasmbox.io/network";
 pub const WASM_FEATURES: &str = "wasmbox.io/wasm-features";
 pub const DEADLINE: &str = "wasmbox.io/deadline";
 pub const LOG_LEVEL: &str = "wasmbox.io/log-level";
+pub const HTTP_ADDRESS: &str = "wasmbox.io/http-address";
 const PREFIX: &str = "wasmbox.io/";
-const KNOWN: [&str; 5] = [PREOPENS, NETWORK, WASM_FEATURES, DEADLINE, LOG_LEVEL];
+const KNOWN: [&str; 6] = [PREOPENS, NETWORK, WASM_FEATURES, DEADLINE, LOG_LEVEL, HTTP_ADDRESS];
 
 /// Which sockets the guest may use.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -62,6 +64,8 @@ pub struct WorkloadOptions {
     pub wasm_features: Vec<(WasmFeature, bool)>,
     pub deadline: Option<Duration>,
     pub log_level: Option<log::LevelFilter>,
+    /// Where a `wasi:http` component is served.
+    pub http_address: Option<SocketAddr>,
 }
 
 /// A WebAssembly feature that can be switched with `wasmbox.io/wasm-features`.
@@ -145,6 +149,10 @@ impl WorkloadOptions {
                     .parse::<log::LevelFilter>()
                     .map(|l| options.log_level = Some(l))
                     .map_err(|_| anyhow!("expected one of off, error, warn, info, debug, trace")),
+                HTTP_ADDRESS => value
+                    .parse::<SocketAddr>()
+                    .map(|a| options.http_address = Some(a))
+                    .map_err(|_| anyhow!("expected IP:PORT, such as 0.0.0.0:8080")),
                 _ => Err(anyhow!("unknown wasmbox annotation (known: {})", KNOWN.join(", "))),
             };
             parsed.with_context(|| format!("annotation {key}={value:?}"))?;

@@ -1,5 +1,6 @@
 //! What a guest is given to run with: its entry point, args, env, working directory and preopened directories.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -59,6 +60,23 @@ pub struct RunConfig {
     /// The container's memory limit in bytes (`linux.resources.memory.limit`), if any: the
     /// guest's linear memories may not grow past what is left of it.
     pub memory_limit: Option<u64>,
+    /// Where a `wasi:http/incoming-handler` component is served (see [`crate::http`]).
+    pub http_address: SocketAddr,
+}
+
+/// Where `wasi:http` components are served unless configured otherwise.
+pub const DEFAULT_HTTP_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
+/// The container environment variable that sets the address `wasi:http` components are served on.
+pub const HTTP_ADDRESS_ENV: &str = "WASMBOX_HTTP_ADDRESS";
+
+/// The serving address from `WASMBOX_HTTP_ADDRESS` in `env`, else the default.
+pub fn http_address_from_env(env: &[(String, String)]) -> Result<SocketAddr> {
+    match env.iter().rev().find(|(key, _)| key == HTTP_ADDRESS_ENV) {
+        Some((_, value)) => value
+            .parse()
+            .with_context(|| format!("environment variable {HTTP_ADDRESS_ENV}={value:?}: expected IP:PORT")),
+        None => Ok(DEFAULT_HTTP_ADDRESS),
+    }
 }
 
 impl RunConfig {
@@ -71,6 +89,7 @@ impl RunConfig {
             preopens: vec![root_preopen()],
             network: NetworkPolicy::None,
             memory_limit: None,
+            http_address: DEFAULT_HTTP_ADDRESS,
         }
     }
 
@@ -86,7 +105,7 @@ impl RunConfig {
             .context("the OCI spec has no `process` section")?;
         let args = process.args().clone().unwrap_or_default();
         let cwd = process.cwd().to_string_lossy().into_owned();
-        let env = process
+        let env: Vec<(String, String)> = process
             .env()
             .as_deref()
             .unwrap_or_default()
@@ -101,6 +120,7 @@ impl RunConfig {
             .and_then(|m| m.limit())
             .filter(|limit| *limit > 0)
             .map(|limit| limit as u64);
+        let http_address = http_address_from_env(&env)?;
         Ok(RunConfig {
             args,
             env,
@@ -108,6 +128,7 @@ impl RunConfig {
             preopens: vec![root_preopen()],
             network: NetworkPolicy::None,
             memory_limit,
+            http_address,
         })
         .map(RunConfig::with_pwd)
     }
@@ -118,6 +139,9 @@ impl RunConfig {
             self.preopens = preopens.clone();
         }
         self.network = options.network.clone();
+        if let Some(address) = options.http_address {
+            self.http_address = address;
+        }
         self
     }
 

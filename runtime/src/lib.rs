@@ -22,6 +22,7 @@
 //! - [`precompiled`]: compiled code shipped in an image, and the checks it must pass to be used;
 //! - [`wasi`]: the WASI context built from a [`RunConfig`];
 //! - [`run`]: instantiating a program and calling its entry point, mapping the outcome to an exit code;
+//! - [`http`]: serving a `wasi:http/incoming-handler` component, like `wasmtime serve`;
 //! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
 //! - [`jshost`]: the `console.log` / `js.*` imports of modules written for a JavaScript embedding.
 
@@ -29,6 +30,7 @@ pub mod annotations;
 pub mod cache;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod invoke;
 pub mod jshost;
 pub mod precompiled;

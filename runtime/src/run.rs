@@ -182,6 +182,9 @@ impl Engine {
         config: &RunConfig,
     ) -> Result<ExitStatus, RunError> {
         let engine = self.wasmtime();
+        if entry.func.is_none() && crate::http::is_http_handler(engine, component) {
+            return crate::http::serve(engine, component, origin, config);
+        }
         let mut linker: ComponentLinker<ComponentState> = ComponentLinker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|err| RunError::internal(anyhow::Error::from(err).context("linking WASI preview 2")))?;

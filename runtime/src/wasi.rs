@@ -10,12 +10,23 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::annotations::NetworkPolicy;
 use crate::config::RunConfig;
 
-/// A WASI builder filled in from `config`, with the process's own stdio (the container's FIFOs).
+/// A WASI builder filled in from `config`, with the process's own stdio (the container's FIFOs),
+/// for a guest that runs alone on its thread.
 pub fn builder(config: &RunConfig) -> Result<WasiCtxBuilder> {
+    // The guest is the only thing this thread runs: let file I/O block it instead of
+    // bouncing through a thread pool.
+    builder_with(config, true)
+}
+
+/// A WASI builder filled in from `config` for guests that share an async runtime (HTTP requests).
+pub fn async_builder(config: &RunConfig) -> Result<WasiCtxBuilder> {
+    builder_with(config, false)
+}
+
+fn builder_with(config: &RunConfig, blocking: bool) -> Result<WasiCtxBuilder> {
     let mut builder = WasiCtxBuilder::new();
-    // The guest is the only thing this process runs: let file I/O block this thread
-    // instead of bouncing through a thread pool.
-    builder.allow_blocking_current_thread(true);
+    // Must come before the preopens, which take the setting when they are added.
+    builder.allow_blocking_current_thread(blocking);
     builder.inherit_stdio();
     builder.args(&config.args);
     builder.envs(&config.env);

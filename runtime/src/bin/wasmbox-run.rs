@@ -30,6 +30,13 @@ fn main() -> ExitCode {
     let mut config = RunConfig::new(args.clone());
     config.cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "/".into());
     config.env = std::env::vars().collect();
+    match wasmbox_runtime::config::http_address_from_env(&config.env) {
+        Ok(address) => config.http_address = address,
+        Err(err) => {
+            eprintln!("wasmbox-run: {err:#}");
+            return ExitCode::from(2);
+        }
+    }
     let config = config.with_pwd();
     let result = (|| {
         let engine = Engine::new(None).map_err(wasmbox_runtime::RunError::internal)?;
