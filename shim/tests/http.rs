@@ -3,32 +3,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{containerd, start_detached, unique_id, wait_stopped};
-
-/// Sends one HTTP/1.0 request (so that the reply is not chunked) and returns (status, body).
-pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Ok((status, body.to_owned()))
-}
-
-/// Waits until something answers HTTP on `port`.
-pub fn wait_for_server(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http(port, "GET", "/", "").is_err() {
-        assert!(Instant::now() < deadline, "nothing answers on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{containerd, http, start_detached, unique_id, wait_for_server, wait_stopped};
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {

@@ -274,6 +274,30 @@ async fn wasm_oci_artifacts_run_through_cri() {
     assert_pod_left_nothing(&pod);
 }
 
+/// A wasi:http component served through CRI, as a Deployment's pod would run it: requests over
+/// loopback (the pod is on the node's network), then StopContainer ends it gracefully.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_component_serves_through_cri() {
+    let mut cri = cri_with(&["pause", "hello-http"]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let annotations = HashMap::from([("wasmbox.io/http-address".to_owned(), format!("127.0.0.1:{port}"))]);
+    let pod = run_pod(&mut cri, "http", annotations).await;
+    let id = start_container(&mut cri, &pod, container("server", "hello-http")).await;
+    let reply = tokio::task::spawn_blocking(move || {
+        common::wait_for_server(port);
+        common::http(port, "GET", "/from-cri", "")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(reply, (200, "Hello from a wasi:http component on wasmbox! GET /from-cri\n".to_owned()));
+    cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 10 }).await.expect("StopContainer");
+    let status = wait_exited(&mut cri, &id).await;
+    assert_eq!(status.exit_code, 0, "a graceful stop exits 0: {status:?}");
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
+}
+
 /// A Linux sidecar next to a Wasm container in one pod. Known to fail: after a Linux container
 /// has run in the pod's shim, libcontainer (0.6, cgroup v1) fails to prepare the root file system
 /// of the next container (`Mount(Procfs(NotFound("/proc/N")))` while mounting cgroup v1: it
