@@ -2,7 +2,8 @@
 # A private containerd for the demo, the tests and the benchmarks: its own root, state, socket,
 # opt dir (whose bin/ holds the shim and comes first on the shims' PATH) and compiled-code cache.
 #
-#   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use)
+#   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use;
+#                                           `none`: no shim and no wasmbox runtime, for the installer test)
 #   scripts/containerd.sh stop WORK         stop it by its own PID and remove what it left
 #   scripts/containerd.sh restart WORK      stop containerd alone (shims and state stay), start it again
 #   scripts/containerd.sh ctr WORK ARGS…    run ctr against it (namespace: $NS, default wasmbox)
@@ -45,12 +46,18 @@ start)
   shim=$3
   [ "$(id -u)" = 0 ] || { echo "containerd.sh: containerd needs root" >&2; exit 1; }
   command -v containerd >/dev/null || { echo "containerd.sh: containerd is not installed (run: make deps)" >&2; exit 1; }
-  [ -x "$shim" ] || { echo "containerd.sh: no shim at $shim (run: make build)" >&2; exit 1; }
+  [ "$shim" = none ] || [ -x "$shim" ] || { echo "containerd.sh: no shim at $shim (run: make build)" >&2; exit 1; }
   if [ -f "$work/containerd.pid" ] && kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null; then
     echo "containerd.sh: a containerd already runs for $work (pid $(cat "$work/containerd.pid"))" >&2; exit 1
   fi
   mkdir -p "$work"/{root,state,opt/bin,cni-conf,cache}
-  install -m 0755 "$shim" "$work/opt/bin/containerd-shim-wasmbox-v1"
+  runtime=""
+  if [ "$shim" != none ]; then
+    install -m 0755 "$shim" "$work/opt/bin/containerd-shim-wasmbox-v1"
+    runtime='      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
+        runtime_type = "io.containerd.wasmbox.v1"
+        pod_annotations = ["wasmbox.io/*"]'
+  fi
   cat > "$work/config.toml" <<TOML
 version = 2
 root = "$work/root"
@@ -73,9 +80,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       default_runtime_name = "runc"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
         runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
-        runtime_type = "io.containerd.wasmbox.v1"
-        pod_annotations = ["wasmbox.io/*"]
+$runtime
   [plugins."io.containerd.internal.v1.opt"]
     path = "$work/opt"
 TOML

@@ -118,3 +118,26 @@ fn install_config_script_is_idempotent_and_reversible() {
         assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
     }
 }
+
+#[test]
+fn install_config_script_uses_a_drop_in_where_containerd_2_imports_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = repo().join("scripts/containerd-config.sh");
+    let config = dir.path().join("etc/containerd/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let original = "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
+    std::fs::write(&config, original).unwrap();
+    let dropin = dir.path().join("etc/containerd/conf.d/wasmbox.toml");
+    for _ in 0..2 {
+        let status = Command::new(&script).arg("add").arg(&config).env("HOST_ROOT", dir.path()).status().unwrap();
+        assert!(status.success());
+    }
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "the main config is not touched");
+    let added = std::fs::read_to_string(&dropin).unwrap();
+    assert!(added.starts_with("version = 3\n"), "{added}");
+    assert_eq!(added.matches(r#"[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.wasmbox]"#).count(), 1);
+    let status = Command::new(&script).arg("remove").arg(&config).env("HOST_ROOT", dir.path()).status().unwrap();
+    assert!(status.success());
+    assert!(!dropin.exists());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
+}

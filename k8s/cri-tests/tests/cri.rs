@@ -20,7 +20,11 @@ const NAMESPACE_MODE_CONTAINER: i32 = 1;
 const NAMESPACE_MODE_NODE: i32 = 2;
 
 async fn client() -> RuntimeServiceClient<Channel> {
-    let socket = containerd().work.join("containerd.sock");
+    client_at(containerd().work.join("containerd.sock")).await
+}
+
+/// A CRI client of the containerd listening on `socket`.
+async fn client_at(socket: PathBuf) -> RuntimeServiceClient<Channel> {
     let channel = Endpoint::try_from("http://[::]")
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
@@ -47,7 +51,17 @@ struct Pod {
 }
 
 async fn run_pod(cri: &mut RuntimeServiceClient<Channel>, name: &str, annotations: HashMap<String, String>) -> Pod {
-    let log_dir = containerd().work.join("pods").join(name);
+    try_run_pod(cri, &containerd().work, name, annotations).await.expect("RunPodSandbox")
+}
+
+/// RunPodSandbox with handler `wasmbox`, the pod's logs under `work/pods/NAME`.
+async fn try_run_pod(
+    cri: &mut RuntimeServiceClient<Channel>,
+    work: &Path,
+    name: &str,
+    annotations: HashMap<String, String>,
+) -> Result<Pod, tonic::Status> {
+    let log_dir = work.join("pods").join(name);
     std::fs::create_dir_all(&log_dir).unwrap();
     let config = PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
@@ -75,11 +89,10 @@ async fn run_pod(cri: &mut RuntimeServiceClient<Channel>, name: &str, annotation
     };
     let id = cri
         .run_pod_sandbox(RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: "wasmbox".to_owned() })
-        .await
-        .expect("RunPodSandbox")
+        .await?
         .into_inner()
         .pod_sandbox_id;
-    Pod { id, config, log_dir }
+    Ok(Pod { id, config, log_dir })
 }
 
 /// Creates and starts a container in `pod`; returns its id.
@@ -326,3 +339,99 @@ async fn wasm_and_busybox_containers_share_a_pod() {
     assert_pod_left_nothing(&pod);
 }
 
+
+/// A private containerd with no wasmbox runtime (`scripts/containerd.sh start WORK none`), stopped on drop.
+struct BareContainerd {
+    work: PathBuf,
+    script: PathBuf,
+}
+
+impl BareContainerd {
+    fn start(name: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containerd.sh");
+        let work = PathBuf::from(format!("/tmp/wasmbox-{name}-{}", std::process::id()));
+        let status = std::process::Command::new(&script).arg("start").arg(&work).arg("none").status().unwrap();
+        assert!(status.success(), "the private containerd did not start");
+        BareContainerd { work, script }
+    }
+
+    fn import(&self, image: &str) {
+        let images = std::env::var_os("WASMBOX_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("wasmbox-images")
+        });
+        let out = std::process::Command::new("ctr")
+            .arg("-a")
+            .arg(self.work.join("containerd.sock"))
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(images.join(format!("{image}.tar")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for BareContainerd {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.script).arg("stop").arg(&self.work).status();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Runs the node installer script (as the installer image runs it, with busybox's sh) against
+/// the private containerd: its config, its shim directory, its restart.
+fn node_installer(containerd: &BareContainerd, action: &str) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shim = std::env::current_exe().unwrap().ancestors().nth(2).unwrap().join("containerd-shim-wasmbox-v1");
+    let out = std::process::Command::new("busybox")
+        .arg("sh")
+        .arg(repo.join("k8s/installer/install.sh"))
+        .arg(action)
+        .env("HOST_ROOT", "/")
+        .env("CONTAINERD_CONFIG", containerd.work.join("config.toml"))
+        .env("SHIM_DIR", containerd.work.join("opt/bin"))
+        .env("SHIM_SOURCE", &shim)
+        .env("RESTART_CONTAINERD", format!("{} restart {}", containerd.script.display(), containerd.work.display()))
+        .env_remove("NODE_NAME")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "install.sh {action}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
+    let containerd = BareContainerd::start("installer");
+    let config = containerd.work.join("config.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let shim = containerd.work.join("opt/bin/containerd-shim-wasmbox-v1");
+    containerd.import("pause");
+    containerd.import("hello");
+
+    // Before: CRI knows no handler `wasmbox`.
+    let mut cri = client_at(containerd.work.join("containerd.sock")).await;
+    let refused = try_run_pod(&mut cri, &containerd.work, "before", HashMap::new()).await.err().expect("no wasmbox runtime yet");
+    assert!(refused.message().contains("wasmbox"), "{refused:?}");
+
+    let first = node_installer(&containerd, "install");
+    assert!(first.contains("restarting containerd"), "{first}");
+    let second = node_installer(&containerd, "install");
+    assert!(second.contains("nothing changed, containerd not restarted"), "{second}");
+    let installed = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(installed.matches("containerd.runtimes.wasmbox]").count(), 1, "{installed}");
+    assert!(shim.is_file());
+
+    // The runtime works through CRI.
+    let mut cri = client_at(containerd.work.join("containerd.sock")).await;
+    let pod = try_run_pod(&mut cri, &containerd.work, "installed", HashMap::new()).await.expect("RunPodSandbox");
+    let (code, out) = run_container(&mut cri, &pod, container("hello", "hello")).await;
+    assert_eq!((code, out.as_slice()), (0, &["Hello from Rust on wasmbox (wasm32-wasip1)!".to_owned()][..]));
+    remove_pod(&mut cri, &pod).await;
+
+    let removed = node_installer(&containerd, "uninstall");
+    assert!(removed.contains("restarting containerd"), "{removed}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "the config is back as it was");
+    assert!(!shim.exists());
+    let mut cri = client_at(containerd.work.join("containerd.sock")).await;
+    assert!(try_run_pod(&mut cri, &containerd.work, "after", HashMap::new()).await.is_err());
+}
