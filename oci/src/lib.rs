@@ -4,11 +4,13 @@
 //! - [`layout`]: reading and writing OCI image layout tarballs (`oci-layout`, `index.json`, `blobs/`);
 //! - [`inspect`]: what an image holds: manifest, config, layers, and each Wasm binary's kind,
 //!   imports and exports;
+//! - [`node`]: labelling a Kubernetes node from the node installer;
 //! - [`wasm`]: classifying a file and listing its imports and exports.
 
 pub mod build;
 pub mod inspect;
 pub mod layout;
+pub mod node;
 pub mod wasm;
 
 /// Media types used by wasmbox images.

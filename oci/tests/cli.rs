@@ -141,3 +141,55 @@ fn install_config_script_uses_a_drop_in_where_containerd_2_imports_one() {
     assert!(!dropin.exists());
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
 }
+
+#[test]
+fn node_label_patches_the_node_through_the_api_server() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    // A one-request HTTP server standing in for the API server: records what it is sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = Vec::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+            head.push(line.trim_end().to_owned());
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = stream;
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}").unwrap();
+        (head, String::from_utf8(body).unwrap())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmbox"))
+        .args(["node", "label", "node-1", "wasmbox.io/runtime=installed", "--api-server"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--token-file")
+        .arg(&token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (head, body) = server.join().unwrap();
+    assert_eq!(head[0], "PATCH /api/v1/nodes/node-1 HTTP/1.1");
+    let header = |name: &str| head.iter().find(|l| l.to_ascii_lowercase().starts_with(name)).cloned().unwrap_or_default();
+    assert_eq!(header("authorization:"), "authorization: Bearer secret-token");
+    assert_eq!(header("content-type:"), "content-type: application/merge-patch+json");
+    assert_eq!(body, r#"{"metadata":{"labels":{"wasmbox.io/runtime":"installed"}}}"#);
+
+    // Outside a pod, without --api-server, it says why it cannot.
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmbox")).args(["node", "label", "node-1", "k=v"]).env_remove("KUBERNETES_SERVICE_HOST").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running in a pod"), "{out:?}");
+}

@@ -293,3 +293,18 @@ fn javascript_component_runs() {
     assert_eq!(run.stdout, "Hello from JavaScript in WebAssembly!\nsum of 1..10 = 55\n");
     c.assert_no_leftovers(&id);
 }
+
+#[test]
+fn node_installer_image_has_working_tools() {
+    // The installer image runs with runc, like the DaemonSet's pod: its CLI finds its libraries,
+    // and the script and the shim are where the DaemonSet expects them.
+    let c = containerd();
+    let id = unique_id("installer");
+    let run = c.run_with(None, "node-installer", &id, &[], &["/opt/wasmbox/wasmbox", "node", "label", "n", "k=v"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("not running in a pod"), "{run:?}");
+    let id = unique_id("installer");
+    let run = c.run_with(None, "node-installer", &id, &[], &["/bin/busybox", "sh", "-c", "ls /opt/wasmbox; sh /opt/wasmbox/install.sh; echo exit=$?"]);
+    assert_eq!(run.stdout, "containerd-config.sh\ncontainerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n", "{run:?}");
+    assert!(run.stderr.contains("install.sh install|uninstall"), "{run:?}");
+}

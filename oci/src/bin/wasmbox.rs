@@ -21,6 +21,32 @@ enum Command {
     /// Work with images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Kubernetes node tasks of the node installer.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Set (KEY=VALUE) or remove (KEY-) a label of a node, as `kubectl label node` does.
+    ///
+    /// In a pod, the API server, token and CA come from the service account; the pod's service
+    /// account needs `patch` on `nodes`.
+    Label {
+        /// The node's name (the installer takes it from the downward API, spec.nodeName).
+        node: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        change: String,
+        /// API server URL [default: in-cluster, https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT].
+        #[arg(long, requires = "token_file")]
+        api_server: Option<String>,
+        /// File with the bearer token [default: the pod's service-account token].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// PEM file of the CA that signed the API server's certificate [default: the service account's ca.crt].
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +132,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(ImageCommand::Build(args)) => image_build(args),
+        Command::Node(NodeCommand::Label { node, change, api_server, token_file, ca_file }) => {
+            let api = match api_server {
+                Some(url) => wasmbox_oci::node::ApiServer { url, token_file: token_file.unwrap_or_default(), ca_file },
+                None => wasmbox_oci::node::ApiServer::in_cluster()?,
+            };
+            wasmbox_oci::node::label(&api, &node, &change)?;
+            println!("node {node} labelled: {change}");
+            Ok(())
+        }
         Command::Image(ImageCommand::Inspect { image }) => {
             let layout = Layout::read_file(&image)?;
             print!("{}", summarize(&layout)?.render());
