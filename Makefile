@@ -15,6 +15,9 @@ DEMO_WORK  ?= /tmp/wasmbox-demo
 BENCH_WORK ?= /tmp/wasmbox-bench
 CONTAINERD_CONFIG ?= /etc/containerd/config.toml
 PREFIX     ?= /usr/local
+# wasmtime-cli (`wasmtime serve`), the same wasmtime version as wasmbox, for the HTTP benchmark only.
+WASMTIME_CLI_ROOT ?= $(HOME)/.cache/wasmbox/wasmtime-cli
+WASMTIME   := $(WASMTIME_CLI_ROOT)/bin/wasmtime
 
 .PHONY: help deps build images demo test install bench stress clean
 
@@ -41,8 +44,13 @@ install: build ## put the shim in $(PREFIX)/bin and add the runtime to $(CONTAIN
 	install -D -m 0755 "$(WASMBOX)" "$(PREFIX)/bin/wasmbox"
 	@scripts/containerd-config.sh add "$(CONTAINERD_CONFIG)"
 
-bench: deps images ## ctr run of the Wasm hello image against runc + busybox; results in docs/benchmarks.md
+bench: deps images $(WASMTIME) ## start-up and memory against runc, Python with/without --precompile, HTTP against wasmtime serve; results in docs/benchmarks.md
 	@scripts/bench.sh "$(SHIM)" "$(IMAGES)" "$(BENCH_WORK)" docs/benchmarks.md "$(GUESTS)/wasm32-wasip1/release/hello-rust.wasm"
+	@scripts/bench-http.sh "$(SHIM)" "$(IMAGES)" "$(BENCH_WORK)-http" docs/benchmarks.md "$(GUESTS)/wasm32-wasip2/release/hello_http.wasm" "$(WASMTIME)"
+
+$(WASMTIME): # built once (about 10 minutes on 2 cores): the serve command and nothing else
+	cargo install wasmtime-cli --version 48.0.8 --locked --root "$(WASMTIME_CLI_ROOT)" --no-default-features \
+	  --features run,serve,cranelift,parallel-compilation,pooling-allocator,component-model,component-model-async
 
 stress: deps images ## 1000 sequential + 50 concurrent Wasm containers, then a leak check; figures in docs/benchmarks.md
 	@scripts/stress.sh docs/benchmarks.md
