@@ -11,7 +11,7 @@ echo "demo: private containerd up (socket $work/containerd.sock, log $work/conta
 
 export NS=wasmbox-demo
 ctr() { "$here/containerd.sh" ctr "$work" "$@"; }
-for image in hello hello-component hello-wat busybox; do
+for image in hello hello-component hello-wat python js hello-http busybox; do
   ctr images import "$images/$image.tar" >/dev/null
 done
 
@@ -26,6 +26,19 @@ wasmbox=(--runtime io.containerd.wasmbox.v1)
 show "Rust, wasm32-wasip1 module" "${wasmbox[@]}" localhost/wasmbox/hello:latest demo-hello /hello-rust.wasm from a container
 show "Rust, wasm32-wasip2 component" "${wasmbox[@]}" --cwd / localhost/wasmbox/hello-component:latest demo-component
 show "WebAssembly text (.wat) module" "${wasmbox[@]}" localhost/wasmbox/hello-wat:latest demo-wat
+show "Python component (componentize-py), precompiled image" "${wasmbox[@]}" localhost/wasmbox/python:latest demo-python /hello.wasm from a container
+show "JavaScript component (componentize-js); its first run compiles ~12 MB of Wasm" "${wasmbox[@]}" localhost/wasmbox/js:latest demo-js
+
+echo
+echo "=== wasi:http component, served on 127.0.0.1:18080 (host network), stopped with SIGTERM"
+echo "\$ ctr run -d --net-host --env WASMBOX_HTTP_ADDRESS=127.0.0.1:18080 … localhost/wasmbox/hello-http:latest demo-http"
+ctr run -d --net-host "${wasmbox[@]}" --env WASMBOX_HTTP_ADDRESS=127.0.0.1:18080 localhost/wasmbox/hello-http:latest demo-http >/dev/null
+for _ in $(seq 50); do curl -sf http://127.0.0.1:18080/ >/dev/null && break; sleep 0.1; done
+echo "\$ curl http://127.0.0.1:18080/hello"
+curl -s http://127.0.0.1:18080/hello
+ctr tasks kill demo-http
+for _ in $(seq 50); do ctr tasks ls | grep -q "^demo-http .*STOPPED" && break; sleep 0.1; done
+ctr tasks delete demo-http >/dev/null; ctr containers delete demo-http
 show "busybox, a Linux container with runc, side by side" localhost/wasmbox/busybox:latest demo-busybox-runc
 show "busybox, a Linux container through the same wasmbox shim" "${wasmbox[@]}" localhost/wasmbox/busybox:latest demo-busybox-wasmbox
 echo
