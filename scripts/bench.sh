@@ -64,12 +64,18 @@ measure_idle() { # measure_idle LABEL RUNTIME_FLAGS IMAGE ARGS… → "mean_kib 
   local label=$1 flags=$2 image=$3; shift 3
   for i in $(seq "$idle"); do ctr run -d $flags "$image" "idle-$label-$i" "$@" >/dev/null; done
   sleep 2
-  local total=0 procs=0
+  local total=0 procs=0 code_rss=0 code_pss=0
   for i in $(seq "$idle"); do
     for pid in $(container_pids "idle-$label-$i" | sort -u); do
       total=$((total + $(pss_kib "$pid"))); procs=$((procs + 1))
+      # The compiled code's mapping (a cache entry or the image's .cwasm): resident vs proportional.
+      read -r r p < <(awk '/^[0-9a-f]+-[0-9a-f]+ / {code = ($6 ~ /cwasm$/)} code && /^Rss:/ {r += $2} code && /^Pss:/ {p += $2}
+                          END {print r + 0, p + 0}' "/proc/$pid/smaps" 2>/dev/null || echo "0 0")
+      code_rss=$((code_rss + r)); code_pss=$((code_pss + p))
     done
   done
+  echo "$label: compiled code resident $((code_rss / idle)) KiB per container, PSS $((code_pss / idle)) KiB" >&2
+  echo "$((code_rss / idle)) $((code_pss / idle))" > "$work/code-$label"
   for i in $(seq "$idle"); do
     ctr tasks kill -s SIGKILL "idle-$label-$i" >/dev/null 2>&1 || true
   done
@@ -84,6 +90,8 @@ read -r wasm_pss wasm_procs < <(measure_idle wasm "--runtime io.containerd.wasmb
 # The same guest from its precompiled layer (the cache emptied, so the image's code is what is mapped).
 rm -f "$work"/cache/*
 read -r pre_pss pre_procs < <(measure_idle pre "--runtime io.containerd.wasmbox.v1" localhost/wasmbox/probe-precompiled:latest /probe.wasm sleep 600)
+read -r code_rss code_pss < "$work/code-wasm"
+read -r pre_code_rss pre_code_pss < "$work/code-pre"
 read -r runc_pss runc_procs < <(measure_idle runc "" localhost/wasmbox/busybox:latest /bin/busybox sleep 600)
 
 floor=$("$(dirname "$shim")/wasmbox-run" --repeat "$rounds" "$hello_wasm" 2>&1 >/dev/null | tail -n 1)
@@ -121,7 +129,9 @@ the processes in the container's cgroup), divided by $idle; from \`/proc/PID/sma
 | runc: busybox \`sleep\` | $(awk -v k="$runc_pss" 'BEGIN {printf "%.1f MiB", k/1024}') | $runc_procs |
 
 Both Wasm rows map the compiled code from one file (a cache entry, or the image's file in the
-read-only lower layer of the overlay), so its pages are shared by all $idle containers.
+read-only lower layer of the overlay), so its pages are shared by all $idle containers: per
+container, the compiled code is $code_rss KiB resident but $code_pss KiB PSS from the cache, and
+$pre_code_rss KiB resident, $pre_code_pss KiB PSS from the image's precompiled layer.
 
 ## A big component: Python (componentize-py), with and without \`--precompile\`
 

@@ -75,6 +75,8 @@ pub struct OfferedCode<'a> {
 /// The wasmtime engine shared by everything a container runs, plus its code cache.
 pub struct Engine {
     engine: wasmtime::Engine,
+    /// The configuration `engine` was made from (servers derive a pooling engine from it).
+    config: wasmtime::Config,
     engine_hash: u64,
     cache: Option<CodeCache>,
     /// Where to look for precompiled code next to a file being loaded (the tar layout).
@@ -101,6 +103,7 @@ impl Engine {
         Ok(Engine {
             engine_hash: engine_hash(&engine),
             engine,
+            config,
             cache,
             precompiled_dir: None,
         })
@@ -134,6 +137,25 @@ impl Engine {
             kind: kind.name().to_owned(),
         };
         Ok((code, info))
+    }
+
+    /// An engine like this one that allocates instances from a pool, as `wasmtime serve` does:
+    /// for servers that instantiate on every request. `None` when the pool cannot be reserved
+    /// (the address space is too small) or its code would not be compatible with this engine's.
+    pub fn pooling(&self) -> Option<wasmtime::Engine> {
+        let mut config = self.config.clone();
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(Default::default()));
+        match wasmtime::Engine::new(&config) {
+            Ok(engine) if engine_hash(&engine) == self.engine_hash => Some(engine),
+            Ok(_) => {
+                log::info!("the pooling allocator changes the engine's compatibility hash: not used");
+                None
+            }
+            Err(err) => {
+                log::info!("the pooling allocator is not available here: {err}");
+                None
+            }
+        }
     }
 
     /// The underlying wasmtime engine.

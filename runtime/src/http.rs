@@ -69,7 +69,20 @@ struct Server {
 }
 
 /// Serves `component` on `config.http_address` until SIGTERM or SIGINT; returns the exit status.
-pub fn serve(engine: &wasmtime::Engine, component: &Component, origin: &str, config: &RunConfig) -> Result<ExitStatus, RunError> {
+///
+/// Instances come from wasmtime's pooling allocator when the machine allows it (as with
+/// `wasmtime serve`): the component's code is moved to a pooling engine of the same configuration.
+pub fn serve(engine: &crate::Engine, component: &Component, origin: &str, config: &RunConfig) -> Result<ExitStatus, RunError> {
+    let pooled = engine.pooling().and_then(|pooling| {
+        let code = component.serialize().ok()?;
+        // SAFETY: the code was just serialized by an engine with the same compatibility hash.
+        let moved = unsafe { Component::deserialize(&pooling, &code) };
+        moved.map_err(|err| log::info!("{origin}: not served from a pool: {err}")).ok().map(|c| (pooling, c))
+    });
+    let (engine, component) = match &pooled {
+        Some((pooling, moved)) => (pooling, moved),
+        None => (engine.wasmtime(), component),
+    };
     let mut linker: Linker<RequestState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))

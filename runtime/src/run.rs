@@ -183,7 +183,7 @@ impl Engine {
     ) -> Result<ExitStatus, RunError> {
         let engine = self.wasmtime();
         if entry.func.is_none() && crate::http::is_http_handler(engine, component) {
-            return crate::http::serve(engine, component, origin, config);
+            return crate::http::serve(self, component, origin, config);
         }
         let mut linker: ComponentLinker<ComponentState> = ComponentLinker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
