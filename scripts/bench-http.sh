@@ -25,7 +25,7 @@ ctr images import "$images/hello-http.tar" >/dev/null
 wasmbox_port=18181 wasmtime_port=18182
 ctr run -d --net-host --runtime io.containerd.wasmbox.v1 \
   --annotation "wasmbox.io/http-address=127.0.0.1:$wasmbox_port" localhost/wasmbox/hello-http:latest bench-http >/dev/null
-"$wasmtime" serve --addr "127.0.0.1:$wasmtime_port" "$http_wasm" >/dev/null 2>&1 &
+"$wasmtime" serve -Scli --addr "127.0.0.1:$wasmtime_port" "$http_wasm" >/dev/null 2>&1 &
 serve_pid=$!
 for port in $wasmbox_port $wasmtime_port; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
@@ -60,7 +60,7 @@ Command: \`make bench\` (\`scripts/bench-http.sh\`). Last run: $(date -u +%Y-%m-
 
 \`examples/hello-http\` ($(stat -c %s "$http_wasm") bytes) answers every request with one line. wasmbox serves
 it from a container (\`ctr run --net-host\`, image \`hello-http\`); \`$("$wasmtime" --version)\` serves the
-same file with \`wasmtime serve\` and its defaults. Both give every request a fresh instance.
+same file with \`wasmtime serve -Scli\` (its defaults, plus the \`wasi:cli\` imports Rust's std links). Both give every request a fresh instance.
 \`wrk -t2 -c$connections -d${seconds}s\` against each over loopback, $rounds rounds interleaved after a
 warm-up, medians; the client shares the $(nproc) cores with the server.
 
