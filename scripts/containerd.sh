@@ -99,19 +99,25 @@ stop)
   for p in $(pgrep -f "containerd-shim.*-address $sock" || true); do kill -9 "$p" 2>/dev/null || true; done
   # Unmount anything left under the work dir (rootfs overlays, network namespaces), deepest first.
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  # Containers whose shims were just killed outlive them: end every process in the cgroups of
-  # the namespaces wasmbox's scripts and tests use, then remove those cgroups, deepest first.
-  groups=(wasmbox wasmbox-demo wasmbox-test wasmbox-bench wasmbox-cri)
-  for ns in "${groups[@]}"; do
-    for procs in /sys/fs/cgroup/*/"$ns"/*/cgroup.procs /sys/fs/cgroup/*/"$ns"/*/*/cgroup.procs; do
-      [ -f "$procs" ] && xargs -r kill -9 < "$procs" 2>/dev/null || true
+  # Containers whose shims were just killed outlive them: end the processes in the cgroups of
+  # this containerd's tasks (`/<namespace>/<id>` for ctr, `/<cgroup parent>/<id>` for CRI), then
+  # remove those cgroups. Only its own: other containerds (tests run several) keep theirs.
+  task_cgroups() {
+    for task in $tasks; do
+      find /sys/fs/cgroup/ -mindepth 2 -maxdepth 3 -type d -name "${task#*/}" 2>/dev/null || true
     done
+  }
+  for dir in $(task_cgroups); do
+    [ -f "$dir/cgroup.procs" ] && xargs -r kill -9 < "$dir/cgroup.procs" 2>/dev/null || true
   done
   sleep 0.2
+  for dir in $(task_cgroups); do
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
   for task in $tasks; do rm -rf "/run/containerd/wasmbox/$task"; done
-  for ns in "${groups[@]}"; do
-    find /sys/fs/cgroup/*/"$ns" -depth -type d -exec rmdir {} + 2>/dev/null || true
-    rmdir "/run/containerd/wasmbox/$ns" 2>/dev/null || true
+  # The namespace-level cgroups and runtime dirs go when nothing else uses them.
+  for ns in wasmbox wasmbox-demo wasmbox-test wasmbox-bench wasmbox-cri k8s.io; do
+    rmdir /sys/fs/cgroup/*/"$ns" "/run/containerd/wasmbox/$ns" 2>/dev/null || true
   done
   [ -n "${WASMBOX_KEEP_WORK:-}" ] || rm -rf "$work/root" "$work/state"
   ;;
