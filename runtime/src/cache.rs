@@ -9,7 +9,9 @@
 //! Entries are named `<sha256 of the wasm bytes>-<engine compatibility hash>.<cwasm|ccwasm>`.
 //! They are written to a temporary name and renamed into place, so a reader sees either no
 //! entry or a whole one. An entry that wasmtime refuses (other version, other CPU features,
-//! damaged) is logged, removed and compiled again.
+//! damaged) is logged, removed and compiled again. Notes named `<code digest>.verified` remember
+//! which precompiled files of images had their digest checked (see `precompiled`), by the
+//! file's size, modification time and inode, so that they are not hashed on every start.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -56,6 +58,11 @@ impl CacheKey {
     pub fn source_digest(&self) -> &str {
         &self.source_digest
     }
+}
+
+/// The name of the note that a file with this code digest was verified.
+fn verified_name(code_digest: &str) -> String {
+    format!("{}.verified", code_digest.trim_start_matches("sha256:"))
 }
 
 /// Hashes wasmtime's `precompile_compatibility_hash` into the number used in cache keys.
@@ -118,9 +125,26 @@ impl CodeCache {
 
     /// Writes entry `key` atomically: a temporary file, then a rename.
     pub fn store(&self, key: &CacheKey, compiled: &[u8]) -> Result<()> {
-        let tmp_name = format!(".{}.{}.tmp", key.as_str(), std::process::id());
+        self.store_named(key.as_str(), compiled)
+    }
+
+    /// Remembers that the image file whose identity is `identity` has the digest `code_digest`
+    /// (checked just now), so that later loads of the same file need not hash it again.
+    pub fn remember_verified(&self, code_digest: &str, identity: &str) -> Result<()> {
+        self.store_named(&verified_name(code_digest), identity.as_bytes())
+    }
+
+    /// Whether the file whose identity is `identity` was found to have `code_digest` before.
+    pub fn was_verified(&self, code_digest: &str, identity: &str) -> bool {
+        let path = PathBuf::from(format!("/proc/self/fd/{}/{}", self.dir.as_raw_fd(), verified_name(code_digest)));
+        std::fs::read(path).is_ok_and(|recorded| recorded == identity.as_bytes())
+    }
+
+    /// Writes the file `name` atomically: a temporary file, then a rename.
+    fn store_named(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp_name = format!(".{name}.{}.tmp", std::process::id());
         let tmp = CString::new(tmp_name.as_str())?;
-        let dest = CString::new(key.as_str())?;
+        let dest = CString::new(name)?;
         let dirfd = self.dir.as_raw_fd();
         // SAFETY: openat(2) relative to our directory descriptor.
         let fd = unsafe {
@@ -138,7 +162,7 @@ impl CodeCache {
         }
         // SAFETY: `fd` is a fresh descriptor that the File now owns.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        let written = file.write_all(compiled).and_then(|()| file.sync_data());
+        let written = file.write_all(bytes).and_then(|()| file.sync_data());
         drop(file);
         // SAFETY: renameat(2)/unlinkat(2) on names in our directory.
         let renamed = written.is_ok()

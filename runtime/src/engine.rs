@@ -256,7 +256,23 @@ impl Engine {
         );
         match code {
             ImageCode::File(path) => {
-                precompiled::verify_file(&path, &info.code)?;
+                // Hashing tens of MB on every start costs more than the rest of the start: the
+                // cache remembers a file it verified (its size, mtime and inode), as trusted as
+                // the cache's own entries.
+                let identity = precompiled::file_identity(&path)?;
+                match &self.cache {
+                    Some(cache) if cache.was_verified(&info.code, &identity) => {
+                        log::debug!("{}: verified before", path.display());
+                    }
+                    cache => {
+                        precompiled::verify_file(&path, &info.code)?;
+                        if let Some(cache) = cache
+                            && let Err(err) = cache.remember_verified(&info.code, &identity)
+                        {
+                            log::warn!("verification of {} not remembered: {err:#}", path.display());
+                        }
+                    }
+                }
                 self.map_file(&path, kind)
             }
             ImageCode::Verified(bytes) => {
@@ -496,6 +512,32 @@ mod tests {
 
         // a description that is not one is refused
         std::fs::write(&info_path, b"{")?;
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Compiled);
+        Ok(())
+    }
+
+    #[test]
+    fn a_verified_image_file_is_remembered_until_it_changes() -> anyhow::Result<()> {
+        let images = tempfile::tempdir()?;
+        let cache_dir = tempfile::tempdir()?;
+        let module = images.path().join("add.wasm");
+        let wasm = wat::parse_str(ADD_WAT)?;
+        std::fs::write(&module, &wasm)?;
+        let info = ship_precompiled(&Engine::new(None)?, images.path(), &wasm)?;
+        let engine = Engine::new(Some(CodeCache::open(cache_dir.path())?))?.with_precompiled_dir(images.path());
+        let cache = CodeCache::open(cache_dir.path())?;
+        let (code_path, _) = precompiled::image_paths(images.path(), &info.source);
+        let identity = precompiled::file_identity(&code_path)?;
+        assert!(!cache.was_verified(&info.code, &identity));
+        // The image code is used (the cache holds no compiled entry for it) and remembered.
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Image);
+        assert!(cache.was_verified(&info.code, &identity));
+        assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Image);
+        // A rewritten file (another mtime or size) is hashed again: corrupt, so refused.
+        let mut code = std::fs::read(&code_path)?;
+        code.push(0);
+        std::fs::write(&code_path, &code)?;
+        assert!(!cache.was_verified(&info.code, &precompiled::file_identity(&code_path)?));
         assert_eq!(engine.load_file(&module)?.code, CodeOrigin::Compiled);
         Ok(())
     }

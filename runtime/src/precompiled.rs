@@ -97,6 +97,13 @@ impl PrecompiledInfo {
     }
 }
 
+/// What identifies a file's contents without reading them: size, modification time, inode.
+pub fn file_identity(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{} {}.{:09} {}", meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ino()))
+}
+
 /// Checks that the file at `path` has the digest `expected` (`sha256:<hex>`).
 pub fn verify_file(path: &Path, expected: &str) -> Result<()> {
     use std::io::Read;
