@@ -193,3 +193,23 @@ fn node_label_patches_the_node_through_the_api_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running in a pod"), "{out:?}");
 }
+
+#[test]
+fn precompile_refuses_what_it_cannot_compile_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.tar");
+    // A Linux executable has nothing to precompile.
+    let run = wasmbox(&["image", "build", "/bin/busybox", "--precompile", "-o", out.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--precompile: /bin/busybox is not WebAssembly"), "{stderr}");
+    // Invalid WebAssembly fails with the validator's cause.
+    let bad = dir.path().join("bad.wat");
+    std::fs::write(&bad, "(module (func (result i32)))").unwrap();
+    let run = wasmbox(&["image", "build", bad.to_str().unwrap(), "--precompile", "-o", out.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.starts_with("wasmbox: --precompile: ") && stderr.contains("invalid WebAssembly"), "{stderr}");
+    assert!(!out.exists(), "no image is written");
+}
