@@ -78,12 +78,7 @@ async fn try_run_pod(
         linux: Some(LinuxPodSandboxConfig {
             cgroup_parent: CGROUP_PARENT.to_owned(),
             security_context: Some(LinuxSandboxSecurityContext {
-                // As the kubelet sets them for a pod with hostNetwork and without shareProcessNamespace.
-                namespace_options: Some(NamespaceOption {
-                    network: NAMESPACE_MODE_NODE,
-                    pid: NAMESPACE_MODE_CONTAINER,
-                    ..Default::default()
-                }),
+                namespace_options: Some(kubelet_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -162,6 +157,13 @@ fn parse_cri_log(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// The namespaces the kubelet asks for, for a pod and for each of its containers, when the pod has
+/// hostNetwork and no shareProcessNamespace: the node's network, a PID namespace per container.
+/// (Without them in a container's config, containerd puts it in the pause container's PID namespace.)
+fn kubelet_namespaces() -> NamespaceOption {
+    NamespaceOption { network: NAMESPACE_MODE_NODE, pid: NAMESPACE_MODE_CONTAINER, ..Default::default() }
+}
+
 fn container(name: &str, image: &str) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata { name: name.to_owned(), attempt: 0 }),
@@ -169,13 +171,7 @@ fn container(name: &str, image: &str) -> ContainerConfig {
         log_path: format!("{name}.log"),
         linux: Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {
-                // As the kubelet sets them for each container of a pod with hostNetwork and
-                // without shareProcessNamespace: the node's network, a PID namespace of its own.
-                namespace_options: Some(NamespaceOption {
-                    network: NAMESPACE_MODE_NODE,
-                    pid: NAMESPACE_MODE_CONTAINER,
-                    ..Default::default()
-                }),
+                namespace_options: Some(kubelet_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()
