@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest, MediaType};
-use sha2::{Digest as _, Sha256};
 
 /// The blobs of an image layout, by digest, and its index.
 #[derive(Default)]
@@ -33,9 +32,7 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 /// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
+pub use wasmbox_runtime::precompiled::sha256_digest;
 
 impl Layout {
     /// Adds a blob and returns its descriptor.

@@ -124,10 +124,7 @@ impl Engine {
 
     /// Compiles `bytes` (binary or text) ahead of time, for shipping in an image.
     pub fn precompile_for_image(&self, bytes: &[u8], origin: &str) -> Result<(Vec<u8>, PrecompiledInfo), RunError> {
-        let wasm = decode(bytes, origin)?;
-        let kind = SourceKind::of_binary(&wasm).ok_or_else(|| {
-            RunError::invalid(anyhow!("{origin}: unsupported WebAssembly binary version"))
-        })?;
+        let (wasm, kind) = decode_with_kind(bytes, origin)?;
         let code = self.precompile(&wasm, kind, origin)?;
         let info = PrecompiledInfo {
             engine: self.compatibility_hash(),
@@ -188,8 +185,7 @@ impl Engine {
 
     /// Like [`Engine::load_bytes`], but uses `offered` precompiled code if it checks out.
     pub fn load_bytes_with_code(&self, bytes: &[u8], origin: &str, offered: OfferedCode<'_>) -> Result<Program, RunError> {
-        let mut offered = Some(offered);
-        self.load(bytes, origin, |_| offered.take())
+        self.load(bytes, origin, move |_| Some(offered))
     }
 
     /// Loads a guest: from the node-local cache, else from precompiled code in the image if it
@@ -200,10 +196,7 @@ impl Engine {
         origin: &str,
         offered: impl FnOnce(&str) -> Option<OfferedCode<'a>>,
     ) -> Result<Program, RunError> {
-        let wasm = decode(bytes, origin)?;
-        let kind = SourceKind::of_binary(&wasm).ok_or_else(|| {
-            RunError::invalid(anyhow!("{origin}: unsupported WebAssembly binary version"))
-        })?;
+        let (wasm, kind) = decode_with_kind(bytes, origin)?;
         let program = |kind, code| Program { kind, origin: origin.to_owned(), code };
         let key = CacheKey::new(&wasm, kind == SourceKind::Component, self.engine_hash);
         if let Some(cache) = &self.cache
@@ -374,6 +367,14 @@ impl Engine {
             })
         }
     }
+}
+
+/// [`decode`], then whether the binary is a module or a component.
+fn decode_with_kind<'a>(bytes: &'a [u8], origin: &str) -> Result<(Cow<'a, [u8]>, SourceKind), RunError> {
+    let wasm = decode(bytes, origin)?;
+    let kind = SourceKind::of_binary(&wasm)
+        .ok_or_else(|| RunError::invalid(anyhow!("{origin}: unsupported WebAssembly binary version")))?;
+    Ok((wasm, kind))
 }
 
 /// Turns file contents into WebAssembly binary: binary passes through, text is assembled.

@@ -18,8 +18,8 @@ use hyper::server::conn::http1;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -28,7 +28,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::RunConfig;
 use crate::run::{ExitStatus, RunError};
-use crate::wasi::{self, MemoryLimiter};
+use crate::wasi::{self, ComponentState};
 
 /// How long requests in flight may take to finish after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,23 +41,21 @@ pub fn is_http_handler(engine: &wasmtime::Engine, component: &Component) -> bool
     component.component_type().exports(engine).any(|(name, _)| name.starts_with(INCOMING_HANDLER))
 }
 
-/// The store data of one request: WASI, WASI HTTP, their resources and the memory limiter.
+/// The store data of one request: a component's state (WASI, resources, memory limiter) plus WASI HTTP.
 struct RequestState {
-    wasi: WasiCtx,
+    component: ComponentState,
     http: WasiHttpCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
 }
 
 impl WasiView for RequestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        self.component.ctx()
     }
 }
 
 impl WasiHttpView for RequestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.component.table, hooks: Default::default() }
     }
 }
 
@@ -172,15 +170,10 @@ async fn call_guest(
     server: &Server,
     request: hyper::Request<Incoming>,
 ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-    let wasi = wasi::async_builder(&server.config)?.build();
-    let state = RequestState {
-        wasi,
-        http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
-        limiter: MemoryLimiter::for_container(server.config.memory_limit),
-    };
+    let component = ComponentState::with_ctx(wasi::async_builder(&server.config)?.build(), &server.config);
+    let state = RequestState { component, http: WasiHttpCtx::new() };
     let mut store = Store::new(server.pre.engine(), state);
-    store.limiter(|state| &mut state.limiter);
+    store.limiter(|state| &mut state.component.limiter);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let request = store.data_mut().http().new_incoming_request(Scheme::Http, request).map_err(anyhow::Error::from)?;
     let out = store.data_mut().http().new_response_outparam(sender).map_err(anyhow::Error::from)?;
@@ -207,7 +200,8 @@ async fn call_guest(
 /// A plain-text 500 response saying why.
 fn error_response(err: &anyhow::Error) -> hyper::Response<HyperOutgoingBody> {
     use http_body_util::BodyExt;
-    let text = format!("wasmbox: {}\n", format!("{err:#}").lines().next().unwrap_or_default());
+    let cause = format!("{err:#}");
+    let text = format!("wasmbox: {}\n", cause.lines().next().unwrap_or_default());
     let body = http_body_util::Full::new(bytes::Bytes::from(text))
         .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
         .boxed_unsync();

@@ -109,11 +109,12 @@ pub struct ComponentState {
 
 impl ComponentState {
     pub fn new(config: &RunConfig) -> Result<Self> {
-        Ok(ComponentState {
-            ctx: builder(config)?.build(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::for_container(config.memory_limit),
-        })
+        Ok(Self::with_ctx(builder(config)?.build(), config))
+    }
+
+    /// The state around an already built WASI context (an async one, for HTTP requests).
+    pub fn with_ctx(ctx: WasiCtx, config: &RunConfig) -> Self {
+        ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_container(config.memory_limit) }
     }
 }
 
