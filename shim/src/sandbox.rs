@@ -1,10 +1,12 @@
 //! The Wasm side of a container: what runs in the container's init process once it is set up.
 //!
 //! `can_handle` runs when the container is created (after the pivot into its root file system,
-//! before `start`): the module is read and compiled, or mapped from the code cache, then. Its
-//! failures are kept and reported by `run_wasi` on the container's stderr, with a one-line cause
-//! and an exit code (see `wasmbox_runtime::run`), because `containerd-shim-wasm` turns an error
-//! returned from either hook into a bare exit code 137 with nothing said to the user.
+//! before `start`): the annotations are checked and the module is read and compiled, or mapped
+//! from the code cache, then. An invalid `wasmbox.io/` annotation fails the create with its cause
+//! (the vendored `containerd-shim-wasm` passes it on). Any other failure is kept and reported by
+//! `run_wasi` on the container's stderr, with a one-line cause and an exit code (see
+//! `wasmbox_runtime::run`), because `containerd-shim-wasm` turns an error returned from
+//! `run_wasi` into a bare exit code 137 with nothing said to the user.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,18 +69,33 @@ struct Prepared {
     options: WorkloadOptions,
 }
 
+/// Why a guest is not ready to run.
+enum Unprepared {
+    /// The container's configuration (a `wasmbox.io/` annotation) is invalid: the create fails.
+    Configuration(anyhow::Error),
+    /// The guest cannot run: said on its stderr when the container starts.
+    Guest(RunError),
+}
+
+impl From<RunError> for Unprepared {
+    fn from(err: RunError) -> Self {
+        Unprepared::Guest(err)
+    }
+}
+
 #[derive(Default)]
 pub struct WasmboxSandbox {
     /// Filled by `can_handle` at create time, consumed by `run_wasi` at start.
-    prepared: OnceLock<Result<Prepared, RunError>>,
+    prepared: OnceLock<Result<Prepared, Unprepared>>,
 }
 
 impl Sandbox for WasmboxSandbox {
     async fn can_handle(&self, ctx: &impl RuntimeContext) -> Result<()> {
-        // Every failure, a bad annotation included, is kept for `run_wasi` to report: an error
-        // returned here reaches the user only as "wasmbox executor can't handle spec".
-        self.prepared.get_or_init(|| prepare(ctx));
-        Ok(())
+        match self.prepared.get_or_init(|| prepare(ctx)) {
+            Err(Unprepared::Configuration(err)) => Err(anyhow!("{err:#}")),
+            // Kept for `run_wasi`, which says it on the container's stderr.
+            Ok(_) | Err(Unprepared::Guest(_)) => Ok(()),
+        }
     }
 
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
@@ -91,7 +108,10 @@ impl Sandbox for WasmboxSandbox {
                 }
                 run_on_own_thread(prepared).unwrap_or_else(|err| report_failure(&err))
             }
-            Err(err) => report_failure(err),
+            Err(Unprepared::Guest(err)) => report_failure(err),
+            Err(Unprepared::Configuration(err)) => {
+                report_failure(&RunError::invalid(anyhow!("{err:#}")))
+            }
         })
     }
 }
@@ -123,8 +143,8 @@ fn spec_and_options() -> Result<(Option<Spec>, WorkloadOptions)> {
 }
 
 /// Reads the spec and annotations, builds the guest's configuration and compiles its entry point.
-fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
-    let (spec, options) = spec_and_options().map_err(RunError::invalid)?;
+fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, Unprepared> {
+    let (spec, options) = spec_and_options().map_err(Unprepared::Configuration)?;
     let config = match &spec {
         Some(spec) => RunConfig::from_oci_spec(spec).map_err(RunError::invalid)?,
         None => config_from_context(ctx),
@@ -137,7 +157,7 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, RunError> {
     let entry = config.entrypoint().map_err(RunError::invalid)?;
 
     let engine = Engine::with_features(code_cache(), &options.wasm_features)
-        .map_err(|err| RunError::invalid(anyhow!("annotation {WASM_FEATURES}: {err:#}")))?
+        .map_err(|err| Unprepared::Configuration(anyhow!("annotation {WASM_FEATURES}: {err:#}")))?
         .with_precompiled_dir(PRECOMPILED_DIR);
     let program = match ctx.entrypoint().source {
         Source::File(_) => engine.load_file(&entry.path)?,

@@ -273,6 +273,32 @@ async fn pods_run_wasm_containers_through_cri() {
     assert_eq!(run_container(&mut cri, &pod, spin).await.0, 124);
     remove_pod(&mut cri, &pod).await;
     assert_pod_left_nothing(&pod);
+
+    // 5. an invalid one fails the task's create, which CRI does in StartContainer (the kubelet
+    //    reports it as RunContainerError), with its cause
+    let annotations = HashMap::from([("wasmbox.io/deadline".to_owned(), "soon".to_owned())]);
+    let pod = run_pod(&mut cri, "misannotated", annotations).await;
+    let id = cri
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(container("refused", "probe")),
+            sandbox_config: Some(pod.config.clone()),
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    pod.containers.lock().unwrap().push(id.clone());
+    let refused = cri
+        .start_container(StartContainerRequest { container_id: id })
+        .await
+        .expect_err("a container with an invalid annotation must not start");
+    assert!(
+        refused.message().contains("wasmbox: annotation wasmbox.io/deadline=\"soon\": expected a duration"),
+        "{refused:?}"
+    );
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,9 @@ use crate::shim::Shim;
 enum ExecutorType<S: Shim> {
     Wasm(S::Sandbox),
     Linux,
-    CantHandle,
+    /// Why the engine cannot run this container, as it said (wasmbox: kept so that the failed
+    /// create says it, instead of only "can't handle spec").
+    CantHandle(String),
 }
 
 pub(crate) struct Executor<S: Shim>(Arc<InnerExecutor<S>>);
@@ -45,7 +47,9 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         // We can handle linux container. We delegate wasm container to the engine.
         match self.ty(spec) {
-            ExecutorType::CantHandle => Err(ExecutorValidationError::CantHandle(S::name())),
+            ExecutorType::CantHandle(cause) => Err(ExecutorValidationError::ArgValidationError(
+                format!("{}: {cause}", S::name()),
+            )),
             _ => Ok(()),
         }
     }
@@ -55,7 +59,7 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
         // If it looks like a linux container, run it as a linux container.
         // Otherwise, run it as a wasm container
         match self.ty(spec) {
-            ExecutorType::CantHandle => Err(LibcontainerExecutorError::CantHandle(S::name())),
+            ExecutorType::CantHandle(_) => Err(LibcontainerExecutorError::CantHandle(S::name())),
             ExecutorType::Linux => {
                 log::info!("executing linux container");
                 DefaultExecutor {}.exec(spec)
@@ -116,7 +120,7 @@ impl<S: Shim> Executor<S> {
                         Err(err) => {
                             // log an error and return
                             log::error!("error checking if wasm container: {err}. Note: arg0 must be a path to a Wasm file");
-                            ExecutorType::CantHandle
+                            ExecutorType::CantHandle(format!("{err:#}"))
                         }
                     }
                 }
