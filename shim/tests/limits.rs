@@ -32,21 +32,15 @@ fn cgroup_limits_apply_and_sigterm_stops_a_spinning_guest() {
     assert_eq!(cgroup_file("memory", &id, "memory.limit_in_bytes"), "67108864");
     assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
     assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
-    let pid = String::from_utf8_lossy(&c.ctr_output(&["tasks", "ls"]).stdout)
-        .lines()
-        .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        .expect("task listed");
+    let (_, pid, _) = task_row(&id);
     assert_eq!(cgroup_file("memory", &id, "cgroup.procs"), pid, "the guest runs in the container's cgroup");
 
-    // metrics come from the container's cgroup
-    let metrics = String::from_utf8_lossy(&c.ctr_output(&["tasks", "metrics", &id]).stdout).into_owned();
-    let usage: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("memory.usage_in_bytes"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("no memory usage in:\n{metrics}"));
-    assert!(usage > 0, "{metrics}");
+    // `ctr task metrics` shows the container's cgroup: its usage and its limits
+    let metrics = task_metrics(&id);
+    assert!(metrics["memory.usage_in_bytes"] > 0, "{metrics:?}");
+    assert_eq!(metrics["memory.limit_in_bytes"], 67108864, "{metrics:?}");
+    assert!(metrics["cpuacct.usage"] > 0, "a spinning guest uses CPU: {metrics:?}");
+    assert!(metrics["pids.current"] >= 1, "{metrics:?}");
 
     // default signal of `ctr tasks kill` is SIGTERM: the guest is PID 1 and still ends
     assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
@@ -55,23 +49,66 @@ fn cgroup_limits_apply_and_sigterm_stops_a_spinning_guest() {
 }
 
 #[test]
-fn unsupported_task_operations_say_so() {
+fn ps_pause_resume_and_exec_through_ctr() {
     let c = containerd();
     let id = unique_id("ops");
-    start_detached(&id, &[], &["/probe.wasm", "sleep", "30"]);
-    for args in [
-        vec!["tasks", "ps", id.as_str()],
-        vec!["tasks", "pause", id.as_str()],
-        vec!["tasks", "exec", "--exec-id", "e1", id.as_str(), "/probe.wasm", "args"],
-    ] {
-        let out = c.ctr_output(&args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("is not supported"), "{args:?}: {stderr}");
-    }
+    start_detached(&id, &[], &["/probe.wasm", "spin"]);
+    let status = |id: &str| task_row(id).2;
+
+    // ps: the guest is the container's one process
+    let (_, pid, _) = task_row(&id);
+    let ps = String::from_utf8_lossy(&c.ctr_output(&["tasks", "ps", &id]).stdout).into_owned();
+    let listed: Vec<&str> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(listed, [pid.as_str()], "{ps}");
+
+    // pause freezes it: no CPU time passes; resume thaws it
+    assert!(c.ctr_output(&["tasks", "pause", &id]).status.success());
+    assert_eq!(status(&id), "PAUSED");
+    assert_eq!(cgroup_file("freezer", &id, "freezer.state"), "FROZEN");
+    let frozen_at = task_metrics(&id)["cpuacct.usage"];
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(task_metrics(&id)["cpuacct.usage"], frozen_at, "a paused guest must not run");
+    assert!(c.ctr_output(&["tasks", "resume", &id]).status.success());
+    assert_eq!(status(&id), "RUNNING");
+    assert_eq!(cgroup_file("freezer", &id, "freezer.state"), "THAWED");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(task_metrics(&id)["cpuacct.usage"] > frozen_at, "a resumed guest runs again");
+
+    // exec is refused with the reason
+    let exec = c.ctr_output(&["tasks", "exec", "--exec-id", "e1", &id, "/probe.wasm", "args"]);
+    assert!(!exec.status.success());
+    let stderr = String::from_utf8_lossy(&exec.stderr);
+    assert!(stderr.contains("exec is not supported: a container of this shim runs exactly one process"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("not implemented"), "{stderr}");
+
+    // a paused container can still be killed
+    assert!(c.ctr_output(&["tasks", "pause", &id]).status.success());
     assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
     assert_eq!(wait_stopped(&id), 137);
     c.assert_no_leftovers(&id);
+}
+
+/// `ctr tasks ls`'s row for `id`: (id, pid, status).
+fn task_row(id: &str) -> (String, String, String) {
+    let ls = String::from_utf8_lossy(&containerd().ctr_output(&["tasks", "ls"]).stdout).into_owned();
+    ls.lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cols| cols.len() == 3 && cols[0] == id)
+        .map(|cols| (cols[0].clone(), cols[1].clone(), cols[2].clone()))
+        .unwrap_or_else(|| panic!("{id} not in:\n{ls}"))
+}
+
+/// `ctr tasks metrics ID`'s numeric figures by name (`memory.usage_in_bytes`, `cpuacct.usage`…).
+fn task_metrics(id: &str) -> std::collections::HashMap<String, u64> {
+    let out = containerd().ctr_output(&["tasks", "metrics", id]);
+    assert!(out.status.success(), "ctr tasks metrics: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            Some((cols.next()?.to_owned(), cols.next()?.parse().ok()?))
+        })
+        .collect()
 }
 
 #[test]

@@ -254,6 +254,18 @@ async fn pods_run_wasm_containers_through_cri() {
     let id = start_container(&mut cri, &pod, sleeper).await;
     assert_eq!(cgroup_value("memory", &id, "memory.limit_in_bytes").as_deref(), Some("67108864"));
     assert_eq!(cgroup_value("cpu", &id, "cpu.cfs_quota_us").as_deref(), Some("50000"));
+    // the kubelet's figures (`kubectl top`) come from the task's metrics
+    let stats = cri
+        .container_stats(ContainerStatsRequest { container_id: id.clone() })
+        .await
+        .expect("ContainerStats")
+        .into_inner()
+        .stats
+        .expect("stats of a running container");
+    let cpu = stats.cpu.and_then(|cpu| cpu.usage_core_nano_seconds).map(|v| v.value);
+    let memory = stats.memory.and_then(|memory| memory.working_set_bytes).map(|v| v.value);
+    assert!(cpu.is_some_and(|ns| ns > 0), "CPU usage: {cpu:?}");
+    assert!(memory.is_some_and(|bytes| bytes > 0 && bytes < 64 << 20), "working set: {memory:?}");
     assert_eq!(wait_exited(&mut cri, &id).await.exit_code, 0);
     let mut grower = container("probe-grower", "probe");
     grower.args = vec!["alloc".into(), "200".into()];

@@ -48,6 +48,9 @@ pub enum Error {
     Libcontainer(#[source] Box<libcontainer::error::LibcontainerError>),
     #[error("{0}")]
     Containerd(String),
+    /// The shim does not do this (wasmbox addition: containerd reports it as "not implemented")
+    #[error("{0}")]
+    Unimplemented(String),
 }
 
 pub type Result<T, E = Error> = ::std::result::Result<T, E>;
@@ -85,6 +88,9 @@ impl From<Error> for ttrpc::Error {
             }
             Error::Oci(ref _s) => {
                 ttrpc::Error::RpcStatus(ttrpc::get_status(ttrpc::Code::UNKNOWN, e.to_string()))
+            }
+            Error::Unimplemented(ref s) => {
+                ttrpc::Error::RpcStatus(ttrpc::get_status(ttrpc::Code::UNIMPLEMENTED, s))
             }
             Error::Any(ref s) => {
                 ttrpc::Error::RpcStatus(ttrpc::get_status(ttrpc::Code::UNKNOWN, s))

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 use crate::sandbox::shim::Config;
 
+/// The cgroup figures containerd's `task metrics` shows (`io.containerd.cgroups.v1.Metrics`).
+pub use containerd_shim::protos::cgroups::metrics::Metrics;
+
 /// Generic options builder for creating a wasm instance.
 /// This is passed to the `Instance::new` method.
 #[derive(Clone, Serialize, Deserialize, Debug, Default)]
@@ -54,4 +57,29 @@ pub trait Instance: 'static {
     /// Waits for the instance to finish and returns its exit code
     /// This is an async call.
     async fn wait(&self) -> (u32, DateTime<Utc>);
+
+    /// The PIDs of the instance's processes, for `ctr task ps` (wasmbox addition).
+    fn pids(&self) -> impl Future<Output = Result<Vec<u32>, Error>> + Send {
+        async { Err(unsupported("listing the processes")) }
+    }
+
+    /// Freezes every process of the instance (wasmbox addition).
+    fn pause(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Err(unsupported("pause")) }
+    }
+
+    /// Thaws a paused instance (wasmbox addition).
+    fn resume(&self) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Err(unsupported("resume")) }
+    }
+
+    /// The instance's cgroup figures; `None`: let the shim read them from the cgroup of the
+    /// instance's PID, as it did before this method existed (wasmbox addition).
+    fn stats(&self) -> impl Future<Output = Result<Option<Metrics>, Error>> + Send {
+        async { Ok(None) }
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Unimplemented(format!("{what} is not supported by this shim"))
 }

@@ -1,3 +1,5 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use tokio::sync::{OnceCell, RwLock};
 
@@ -9,6 +11,8 @@ pub(super) struct InstanceData<T: Instance> {
     pub config: InstanceConfig,
     pid: OnceCell<u32>,
     state: RwLock<TaskState>,
+    /// Frozen by `pause` and not thawed since (wasmbox addition).
+    paused: AtomicBool,
 }
 
 impl<T: Instance> InstanceData<T> {
@@ -24,6 +28,7 @@ impl<T: Instance> InstanceData<T> {
             config,
             pid: OnceCell::default(),
             state: RwLock::new(TaskState::Created),
+            paused: AtomicBool::new(false),
         })
     }
 
@@ -57,7 +62,33 @@ impl<T: Instance> InstanceData<T> {
         let mut s = self.state.write().await;
         s.kill()?;
 
-        self.instance.kill(signal).await
+        let res = self.instance.kill(signal).await;
+        // Signalling a container thaws it (the signal must reach its processes).
+        self.paused.store(false, Ordering::SeqCst);
+        res
+    }
+
+    /// Freezes the running instance (wasmbox addition).
+    pub async fn pause(&self) -> Result<()> {
+        let mut s = self.state.write().await;
+        s.kill()?; // the same precondition as a signal: the instance has started and not exited
+        self.instance.pause().await?;
+        self.paused.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Thaws the paused instance (wasmbox addition).
+    pub async fn resume(&self) -> Result<()> {
+        let mut s = self.state.write().await;
+        s.kill()?;
+        self.instance.resume().await?;
+        self.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether the instance is frozen (wasmbox addition).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Debug"))]

@@ -7,14 +7,17 @@ use std::sync::Arc;
 use anyhow::ensure;
 use containerd_shim::api::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest, Empty,
-    KillRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse,
-    StatsRequest, StatsResponse, WaitRequest, WaitResponse,
+    ExecProcessRequest, KillRequest, PauseRequest, PidsRequest, PidsResponse, ResumeRequest,
+    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
+    StatsResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim::error::Error as ShimError;
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+};
 use containerd_shim::protos::shim::shim_ttrpc::Task;
-use containerd_shim::protos::types::task::Status;
-use containerd_shim::util::IntoOption;
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
+use containerd_shim::util::{IntoOption, convert_to_any};
 use containerd_shim::{DeleteResponse, TtrpcContext, TtrpcResult};
 use futures::FutureExt as _;
 use log::debug;
@@ -343,6 +346,8 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
 
         let status = if pid.is_none() {
             Status::CREATED
+        } else if exit_code.is_none() && i.is_paused() {
+            Status::PAUSED
         } else if exit_code.is_none() {
             Status::RUNNING
         } else {
@@ -369,12 +374,52 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
             .pid()
             .ok_or_else(|| Error::InvalidArgument("task is not running".to_string()))?;
 
-        let metrics = get_metrics(pid)?;
+        let metrics = match i.instance.stats().await? {
+            Some(metrics) => convert_to_any(Box::new(metrics))?,
+            None => get_metrics(pid)?,
+        };
 
         Ok(StatsResponse {
             stats: Some(metrics).into(),
             ..Default::default()
         })
+    }
+
+    // wasmbox addition: ps, pause and resume, answered by the instance.
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Debug"))]
+    async fn task_pids(&self, req: PidsRequest) -> Result<PidsResponse> {
+        let i = self.get_instance(req.id()).await?;
+        let processes = i.instance.pids().await?;
+        Ok(PidsResponse {
+            processes: processes
+                .into_iter()
+                .map(|pid| ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Debug"))]
+    async fn task_pause(&self, req: PauseRequest) -> Result<Empty> {
+        self.get_instance(req.id()).await?.pause().await?;
+        self.events.send(TaskPaused {
+            container_id: req.id,
+            ..Default::default()
+        });
+        Ok(Empty::new())
+    }
+
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Debug"))]
+    async fn task_resume(&self, req: ResumeRequest) -> Result<Empty> {
+        self.get_instance(req.id()).await?.resume().await?;
+        self.events.send(TaskResumed {
+            container_id: req.id,
+            ..Default::default()
+        });
+        Ok(Empty::new())
     }
 }
 
@@ -511,5 +556,35 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
         tracing::Span::current().set_parent(extract_context(&_ctx.metadata));
 
         Ok(self.task_stats(req).block_on()?)
+    }
+
+    // wasmbox addition: the methods below answered "…/Pids is not supported" before.
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        debug!("pids: {:?}", req);
+        Ok(self.task_pids(req).block_on()?)
+    }
+
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
+    fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        debug!("pause: {:?}", req);
+        Ok(self.task_pause(req).block_on()?)
+    }
+
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
+    fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        debug!("resume: {:?}", req);
+        Ok(self.task_resume(req).block_on()?)
+    }
+
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
+    fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        debug!("exec: {:?}", req);
+        Err(Error::Unimplemented(
+            "exec is not supported: a container of this shim runs exactly one process, its own \
+             (a Wasm guest has no shell or other program to start); run another container instead"
+                .to_string(),
+        )
+        .into())
     }
 }

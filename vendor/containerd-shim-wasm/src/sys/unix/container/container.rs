@@ -3,10 +3,15 @@ use std::io::Error as IoError;
 use std::mem::transmute;
 
 use anyhow::{Context, anyhow};
+use containerd_shim::protos::cgroups::metrics::Metrics;
+use containerd_shim::protos::protobuf::Message as _;
 use containerd_shimkit::zygote::{WireError, Zygote};
+use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager as _, CgroupSetup};
 use libcontainer::container::Container as YoukiContainer;
 use libcontainer::signal::Signal;
 use serde::Serialize;
+
+use super::metrics::{CgroupVersion, from_cgroup_stats};
 use serde::de::DeserializeOwned;
 
 thread_local! {
@@ -54,6 +59,51 @@ impl Container {
     pub fn delete(&self) -> anyhow::Result<()> {
         self.run(|c, _| Ok(c.delete(true)?), ())
     }
+
+    // wasmbox additions: ps, pause/resume and metrics, from the container's cgroup.
+    pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
+        self.run(
+            |c, _| {
+                let pids = cgroup_manager(c)?
+                    .get_all_pids()
+                    .context("listing the processes of the container's cgroup")?;
+                Ok(pids.into_iter().map(|pid| pid.as_raw() as u32).collect())
+            },
+            (),
+        )
+    }
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.run(|c, _| Ok(c.pause()?), ())
+    }
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.run(|c, _| Ok(c.resume()?), ())
+    }
+    /// The container's cgroup figures as containerd's `io.containerd.cgroups.v1.Metrics`, encoded
+    /// (they cross from the zygote as bytes).
+    pub fn metrics(&self) -> anyhow::Result<Metrics> {
+        let bytes = self.run(
+            |c, _| {
+                let stats = cgroup_manager(c)?
+                    .stats()
+                    .context("reading the container's cgroup statistics")?;
+                let version = match libcgroups::common::get_cgroup_setup()? {
+                    CgroupSetup::Unified => CgroupVersion::V2,
+                    CgroupSetup::Legacy | CgroupSetup::Hybrid => CgroupVersion::V1,
+                };
+                Ok(from_cgroup_stats(&stats, version).write_to_bytes()?)
+            },
+            (),
+        )?;
+        Ok(Metrics::parse_from_bytes(&bytes)?)
+    }
+}
+
+fn cgroup_manager(c: &YoukiContainer) -> anyhow::Result<AnyCgroupManager> {
+    Ok(libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path: c.spec()?.cgroup_path,
+        systemd_cgroup: c.systemd(),
+        container_name: c.id().to_string(),
+    })?)
 }
 
 impl Container {

@@ -2,6 +2,7 @@ use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
 use containerd_client::tonic::async_trait;
+use containerd_shimkit::sandbox::instance::Metrics;
 use containerd_shimkit::sandbox::sync::WaitableCell;
 use containerd_shimkit::sandbox::{
     Error as SandboxError, Instance as SandboxInstance, InstanceConfig,
@@ -193,6 +194,35 @@ impl<S: Shim> SandboxInstance for Instance<S> {
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     async fn wait(&self) -> (u32, DateTime<Utc>) {
         *self.exit_code.wait().await
+    }
+
+    // wasmbox additions: `ctr task ps`, `pause`, `resume` and `metrics` for Wasm and Linux
+    // containers alike, through the container's cgroup.
+    async fn pids(&self) -> Result<Vec<u32>, SandboxError> {
+        Ok(self.container.pids()?)
+    }
+
+    async fn pause(&self) -> Result<(), SandboxError> {
+        log::info!("pausing instance: {}", self.id);
+        Ok(self.container.pause()?)
+    }
+
+    async fn resume(&self) -> Result<(), SandboxError> {
+        log::info!("resuming instance: {}", self.id);
+        Ok(self.container.resume()?)
+    }
+
+    async fn stats(&self) -> Result<Option<Metrics>, SandboxError> {
+        match self.container.metrics() {
+            Ok(metrics) => Ok(Some(metrics)),
+            Err(err) => {
+                log::warn!(
+                    "cgroup statistics of {}: {err:#}; falling back to the PID's cgroup",
+                    self.id
+                );
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -3,3 +3,4 @@ mod container;
 
 mod executor;
 pub mod instance;
+mod metrics;
