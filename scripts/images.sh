@@ -39,6 +39,10 @@ image hello-component-artifact "$p2/hello-component.wasm" --layout artifact
 image probe           "$p1/probe.wasm" \
   --add "$root/examples/fixtures:/fixtures" --add "$root/examples/wat/hello.wat:/fixtures/hello.wat" \
   --add "$root/examples/wat/calc-component.wat:/fixtures/calc.wat" --add "$p2/probe.wasm:/probe-p2.wasm"
+# The test guest with a default setting in its image config: a 1 s deadline (annotations override
+# it); and with an invalid one.
+image probe-labelled  "$p1/probe.wasm" --label wasmbox.io/deadline=1s --label org.opencontainers.image.title=probe
+image probe-mislabelled "$p1/probe.wasm" --label wasmbox.io/deadline=soon
 # The seed's six text-format examples (and a component with typed exports), one image.
 image seed            "$root/examples/seed/add.wat" --path /seed/add.wat --add "$root/examples/seed:/seed" \
   --add "$root/examples/wat/calc-component.wat:/calc.wat" --entrypoint "/seed/add.wat#add" --cmd 6 --cmd 27

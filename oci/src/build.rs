@@ -1,6 +1,6 @@
 //! Building an image: the entry-point file and extra files in one tar layer, a config, a manifest and an index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,9 @@ pub struct BuildOptions {
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
     pub workdir: Option<String>,
+    /// `KEY=VALUE` labels of the image config; `wasmbox.io/…` ones are the image's defaults for
+    /// the per-workload settings (the container's annotations override them).
+    pub labels: Vec<String>,
     /// Extra files or directories: host path and path in the image.
     pub files: Vec<(PathBuf, String)>,
     /// `os/arch` of the config; default `linux/<this machine>`, which containerd 1.6 imports and
@@ -74,6 +77,7 @@ impl BuildOptions {
             cmd: Vec::new(),
             env: Vec::new(),
             workdir: None,
+            labels: Vec::new(),
             files: Vec::new(),
             platform: None,
             layout: ImageLayout::Tar,
@@ -149,6 +153,19 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
     }
     if let Some(dir) = &options.workdir {
         config = config.working_dir(dir.clone());
+    }
+    if !options.labels.is_empty() {
+        let labels = options
+            .labels
+            .iter()
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .filter(|(key, _)| !key.is_empty())
+                    .with_context(|| format!("label {pair:?} is not of the form KEY=VALUE"))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        config = config.labels(labels);
     }
     let image_config = ImageConfigurationBuilder::default()
         .architecture(Arch::from(arch.as_str()))
@@ -257,6 +274,9 @@ fn build_artifact(options: &BuildOptions) -> Result<Layout> {
     };
     if !options.files.is_empty() || options.module_path.is_some() || options.workdir.is_some() {
         bail!("the artifact layout has no file system: --add, --path and --workdir need the tar layout");
+    }
+    if !options.labels.is_empty() {
+        bail!("the Wasm artifact config has no labels: --label needs the tar layout");
     }
     let os = if info.kind == FileKind::Component { "wasip2" } else { "wasip1" };
     let mut layout = Layout::default();

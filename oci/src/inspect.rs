@@ -112,6 +112,11 @@ impl ImageSummary {
                 let _ = writeln!(out, "cmd:        {:?}", cfg.cmd().clone().unwrap_or_default());
                 let _ = writeln!(out, "env:        {:?}", cfg.env().clone().unwrap_or_default());
                 let _ = writeln!(out, "workdir:    {}", cfg.working_dir().as_deref().unwrap_or("/"));
+                if let Some(labels) = cfg.labels().as_ref().filter(|labels| !labels.is_empty()) {
+                    let sorted: std::collections::BTreeMap<_, _> = labels.iter().collect();
+                    let pairs: Vec<String> = sorted.iter().map(|(key, value)| format!("{key}={value}")).collect();
+                    let _ = writeln!(out, "labels:     {pairs:?}");
+                }
             }
             None => {
                 let field = |key: &str| self.config_json[key].as_str().unwrap_or("?").to_owned();

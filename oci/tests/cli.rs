@@ -26,6 +26,7 @@ fn build_twice_gives_the_same_digest_and_bytes() {
         let out = wasmbox(&[
             "image", "build", wat.to_str().unwrap(), "-t", "localhost/wasmbox/t:1", "-o", out_path.to_str().unwrap(),
             "--env", "A=1", "--workdir", "/srv", "--cmd", "x", "--add", &format!("{}:/fixtures", fixtures.display()),
+            "--label", "wasmbox.io/deadline=30s", "--label", "org.opencontainers.image.title=hello",
         ]);
         assert!(out.status.success(), "{out:?}");
         let (stdout, _) = text(&out);
@@ -46,6 +47,7 @@ fn build_twice_gives_the_same_digest_and_bytes() {
         "cmd:        [\"x\"]",
         "env:        [\"A=1\"]",
         "workdir:    /srv",
+        "labels:     [\"org.opencontainers.image.title=hello\", \"wasmbox.io/deadline=30s\"]",
         "/hello.wat: module (core Wasm, WASI preview 1), WebAssembly text",
         "imports: wasi_snapshot_preview1::fd_write",
         "exports: memory, _start",
@@ -82,12 +84,15 @@ fn inspect_shows_a_components_wit_imports_and_exports() {
 #[test]
 fn bad_input_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
+    let wat = repo().join("examples/wat/hello.wat");
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, [0u8, 1, 2, 3]).unwrap();
     for args in [
         vec!["image", "build", junk.to_str().unwrap(), "-o", "/dev/null"],
         vec!["image", "build", "/no/such.wasm"],
         vec!["image", "inspect", junk.to_str().unwrap()],
+        vec!["image", "build", wat.to_str().unwrap(), "-o", "/dev/null", "--label", "no-equals-sign"],
+        vec!["image", "build", wat.to_str().unwrap(), "-o", "/dev/null", "--layout", "artifact", "--label", "a=b"],
     ] {
         let out = wasmbox(&args);
         let (_, stderr) = text(&out);

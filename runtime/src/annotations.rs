@@ -1,4 +1,5 @@
-//! Per-workload settings read from OCI annotations (`ctr run --annotation`, Kubernetes pod annotations).
+//! Per-workload settings read from OCI annotations (`ctr run --annotation`, Kubernetes pod
+//! annotations) and, as defaults, from the image's labels.
 //!
 //! | annotation | value | default |
 //! |---|---|---|
@@ -9,8 +10,10 @@
 //! | `wasmbox.io/log-level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | the shim's level |
 //! | `wasmbox.io/http-address` | `IP:PORT` a `wasi:http/incoming-handler` component is served on (the container env `WASMBOX_HTTP_ADDRESS` also sets it; the annotation wins) | `0.0.0.0:8080` |
 //!
-//! An invalid value is an error that names the annotation; unknown `wasmbox.io/` keys are errors too,
-//! so a typo is not silently ignored.
+//! An image sets defaults with the same keys as labels of its config (`wasmbox image build --label
+//! wasmbox.io/deadline=30s`); containerd copies them to the container's labels, and an annotation
+//! of the same key wins. An invalid value is an error that names the annotation (or label);
+//! unknown `wasmbox.io/` keys are errors too, so a typo is not silently ignored.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -135,12 +138,24 @@ impl WasmFeature {
 impl WorkloadOptions {
     /// Reads the `wasmbox.io/` annotations; other annotations are ignored.
     pub fn from_annotations(annotations: &HashMap<String, String>) -> Result<Self> {
+        Self::from_labels_and_annotations(&HashMap::new(), annotations)
+    }
+
+    /// Reads the `wasmbox.io/` labels (the image's defaults) and annotations; an annotation
+    /// overrides the label of the same key. Other keys are ignored.
+    pub fn from_labels_and_annotations(
+        labels: &HashMap<String, String>,
+        annotations: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let mut settings = std::collections::BTreeMap::new();
+        for (source, map) in [("label", labels), ("annotation", annotations)] {
+            for (key, value) in map.iter().filter(|(key, _)| key.starts_with(PREFIX)) {
+                settings.insert(key.as_str(), (source, value.trim()));
+            }
+        }
         let mut options = WorkloadOptions::default();
-        let mut keys: Vec<&String> = annotations.keys().filter(|k| k.starts_with(PREFIX)).collect();
-        keys.sort();
-        for key in keys {
-            let value = annotations[key].trim();
-            let parsed = match key.as_str() {
+        for (key, (source, value)) in settings {
+            let parsed = match key {
                 PREOPENS => parse_preopens(value).map(|p| options.preopens = Some(p)),
                 NETWORK => parse_network(value).map(|n| options.network = n),
                 WASM_FEATURES => parse_features(value).map(|f| options.wasm_features = f),
@@ -153,9 +168,9 @@ impl WorkloadOptions {
                     .parse::<SocketAddr>()
                     .map(|a| options.http_address = Some(a))
                     .map_err(|_| anyhow!("expected IP:PORT, such as 0.0.0.0:8080")),
-                _ => Err(anyhow!("unknown wasmbox annotation (known: {})", KNOWN.join(", "))),
+                _ => Err(anyhow!("unknown wasmbox.io/ key (known: {})", KNOWN.join(", "))),
             };
-            parsed.with_context(|| format!("annotation {key}={value:?}"))?;
+            parsed.with_context(|| format!("{source} {key}={value:?}"))?;
         }
         Ok(options)
     }
@@ -266,6 +281,22 @@ mod tests {
     }
 
     #[test]
+    fn annotations_override_the_images_labels_key_by_key() -> Result<()> {
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels = map(&[(DEADLINE, "5s"), (LOG_LEVEL, "debug"), ("org.example", "x")]);
+        let annotations = map(&[(DEADLINE, "1s")]);
+        let options = WorkloadOptions::from_labels_and_annotations(&labels, &annotations)?;
+        assert_eq!(options.deadline, Some(Duration::from_secs(1)));
+        assert_eq!(options.log_level, Some(log::LevelFilter::Debug));
+        // an invalid label is named as a label; an annotation over it hides it
+        let bad = map(&[(DEADLINE, "soon")]);
+        let err = format!("{:#}", WorkloadOptions::from_labels_and_annotations(&bad, &HashMap::new()).unwrap_err());
+        assert!(err.starts_with("label wasmbox.io/deadline=\"soon\": expected a duration"), "{err}");
+        assert!(WorkloadOptions::from_labels_and_annotations(&bad, &annotations).is_ok());
+        Ok(())
+    }
+
+    #[test]
     fn invalid_values_name_the_annotation() {
         for (key, value, needle) in [
             (PREOPENS, "relative", "absolute path"),
@@ -277,7 +308,7 @@ mod tests {
             (DEADLINE, "5d", "unknown unit"),
             (DEADLINE, "0s", "positive"),
             (LOG_LEVEL, "loud", "expected one of"),
-            ("wasmbox.io/dedline", "5s", "unknown wasmbox annotation"),
+            ("wasmbox.io/dedline", "5s", "unknown wasmbox.io/ key"),
         ] {
             let err = format!("{:#}", parse(&[(key, value)]).unwrap_err());
             assert!(err.starts_with(&format!("annotation {key}=")), "{err}");

@@ -6,7 +6,6 @@
 //! container, or hands the Wasm entry point to [`WasmboxSandbox`], which runs it with
 //! `wasmbox-runtime`.
 
-mod bundle;
 mod cleanup;
 mod sandbox;
 
@@ -49,9 +48,8 @@ fn main() {
         // containerd runs `delete` after a shim died: clean up what that shim left.
         cleanup::delete_leftover_container(&args);
     } else if !args.iter().any(|a| matches!(a.as_str(), "-v" | "--version" | "-info")) {
-        // Must happen before `run` forks the zygote, so that containers inherit both.
+        // Must happen before `run` forks the zygote, so that containers inherit it.
         sandbox::open_code_cache();
-        bundle::open_task_dir();
     }
     WasmboxShim::run(Config::default());
 }

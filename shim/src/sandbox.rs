@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
-use oci_spec::runtime::Spec;
 use wasmbox_runtime::annotations::{DEADLINE, WASM_FEATURES};
 use wasmbox_runtime::precompiled::{
     ANNOTATION_ENGINE, ANNOTATION_SOURCE, ANNOTATION_WASMTIME, PRECOMPILED_DIR, PRECOMPILED_MEDIA_TYPE,
@@ -24,10 +23,9 @@ use wasmbox_runtime::precompiled::{
 use wasmbox_runtime::run::FailureKind;
 use wasmbox_runtime::{
     CodeCache, Engine, Entrypoint, ImageCode, OfferedCode, PrecompiledInfo, Program, RunConfig, RunError, SourceKind,
-    WorkloadOptions, parse_env, preopens_from_mountinfo,
+    WorkloadOptions, preopens_from_mountinfo,
 };
 
-use crate::bundle;
 
 /// Where compiled code is kept unless `WASMBOX_CACHE_DIR` (in containerd's environment) says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
@@ -125,30 +123,21 @@ fn report_failure(err: &RunError) -> i32 {
     err.exit_code()
 }
 
-/// The container's own spec (when its bundle can be found) and its `wasmbox.io/` annotations.
-fn spec_and_options() -> Result<(Option<Spec>, WorkloadOptions)> {
-    let spec = match bundle::own_spec() {
-        Ok(spec) => Some(spec),
-        Err(err) => {
-            log::warn!("container spec not found, annotations and resource limits are not applied: {err:#}");
-            None
-        }
-    };
-    let annotations = spec.as_ref().and_then(|s| s.annotations().clone()).unwrap_or_default();
-    let options = WorkloadOptions::from_annotations(&annotations)?;
+/// The container's `wasmbox.io/` settings: its image's labels (which containerd copies to the
+/// container's labels), overridden key by key by its annotations.
+fn workload_options(ctx: &impl RuntimeContext) -> Result<WorkloadOptions> {
+    let annotations = ctx.spec().annotations().clone().unwrap_or_default();
+    let options = WorkloadOptions::from_labels_and_annotations(ctx.container_labels(), &annotations)?;
     if let Some(level) = options.log_level {
         log::set_max_level(level);
     }
-    Ok((spec, options))
+    Ok(options)
 }
 
-/// Reads the spec and annotations, builds the guest's configuration and compiles its entry point.
+/// Reads the settings and the spec, builds the guest's configuration and compiles its entry point.
 fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, Unprepared> {
-    let (spec, options) = spec_and_options().map_err(Unprepared::Configuration)?;
-    let config = match &spec {
-        Some(spec) => RunConfig::from_oci_spec(spec).map_err(RunError::invalid)?,
-        None => config_from_context(ctx),
-    };
+    let options = workload_options(ctx).map_err(Unprepared::Configuration)?;
+    let config = RunConfig::from_oci_spec(ctx.spec()).map_err(RunError::invalid)?;
     let config = RunConfig {
         preopens: preopens_from_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()),
         ..config
@@ -157,7 +146,7 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, Unprepared> {
     let entry = config.entrypoint().map_err(RunError::invalid)?;
 
     let engine = Engine::with_features(code_cache(), &options.wasm_features)
-        .map_err(|err| Unprepared::Configuration(anyhow!("annotation {WASM_FEATURES}: {err:#}")))?
+        .map_err(|err| Unprepared::Configuration(anyhow!("{WASM_FEATURES}: {err:#}")))?
         .with_precompiled_dir(PRECOMPILED_DIR);
     let program = match ctx.entrypoint().source {
         Source::File(_) => engine.load_file(&entry.path)?,
@@ -198,16 +187,6 @@ fn load_artifact(engine: &Engine, layers: &[WasmLayer]) -> Result<Program, RunEr
         Some(offered) => engine.load_bytes_with_code(&wasm.layer, &origin, offered),
         None => engine.load_bytes(&wasm.layer, &origin),
     }
-}
-
-/// The configuration from what `containerd-shim-wasm` gives (when the spec cannot be read).
-fn config_from_context(ctx: &impl RuntimeContext) -> RunConfig {
-    // libcontainer has already changed into `process.cwd`.
-    let cwd = std::env::current_dir()
-        .map(|dir| dir.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "/".to_owned());
-    let env = ctx.envs().iter().map(|pair| parse_env(pair)).collect();
-    RunConfig { env, cwd, ..RunConfig::new(ctx.args().to_vec()) }.with_pwd()
 }
 
 /// Ends the container when the `wasmbox.io/deadline` passes, whatever the guest is doing

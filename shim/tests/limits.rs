@@ -151,7 +151,7 @@ fn invalid_annotations_fail_the_create_naming_them() {
         ("wasmbox.io/network=everywhere", "annotation wasmbox.io/network=\"everywhere\""),
         ("wasmbox.io/wasm-features=teleport", "unknown feature \"teleport\""),
         ("wasmbox.io/log-level=loud", "annotation wasmbox.io/log-level=\"loud\""),
-        ("wasmbox.io/dedline=1s", "unknown wasmbox annotation"),
+        ("wasmbox.io/dedline=1s", "unknown wasmbox.io/ key"),
     ] {
         let run = probe(&["--annotation", annotation], &["/probe.wasm", "args"]);
         assert_ne!(run.code, 0, "{annotation}: {run:#?}");
@@ -162,6 +162,30 @@ fn invalid_annotations_fail_the_create_naming_them() {
         assert!(run.stderr.contains(&format!(": wasmbox: annotation {key}")), "{annotation}: {run:#?}");
         assert!(run.stderr.contains(needle), "{annotation}: {run:#?}");
     }
+}
+
+#[test]
+fn image_labels_set_defaults_that_annotations_override() {
+    let c = containerd();
+    let spin = |image: &str, flags: &[&str]| {
+        let id = unique_id("labelled");
+        let run = c.run_wasm(image, &id, flags, &["/probe.wasm", "spin"]);
+        c.assert_no_leftovers(&id);
+        run
+    };
+    let labelled = |flags: &[&str]| spin("probe-labelled", flags);
+    // the image config's label wasmbox.io/deadline=1s applies…
+    let run = labelled(&[]);
+    assert_eq!(run.code, 124, "{run:#?}");
+    assert!(run.stderr.contains("deadline of 1s exceeded"), "{run:#?}");
+    // …unless an annotation says otherwise
+    let run = labelled(&["--annotation", "wasmbox.io/deadline=1500ms"]);
+    assert_eq!(run.code, 124, "{run:#?}");
+    assert!(run.stderr.contains("deadline of 1.5s exceeded"), "{run:#?}");
+    // an invalid label fails the create, named as a label
+    let run = spin("probe-mislabelled", &[]);
+    assert!(run.stderr.starts_with("ctr: failed to create shim task:"), "{run:#?}");
+    assert!(run.stderr.contains("wasmbox: label wasmbox.io/deadline=\"soon\": expected a duration"), "{run:#?}");
 }
 
 #[test]

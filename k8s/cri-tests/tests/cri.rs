@@ -222,7 +222,7 @@ fn cgroup_value(controller: &str, container_id: &str, file: &str) -> Option<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_wasm_containers_through_cri() {
-    let mut cri = cri_with(&["pause", "hello", "probe"]).await;
+    let mut cri = cri_with(&["pause", "hello", "probe", "probe-labelled"]).await;
 
     // 1. a Wasm container in a pod with handler wasmbox, its pause container run natively
     let pod = run_pod(&mut cri, "mixed", HashMap::new()).await;
@@ -273,6 +273,11 @@ async fn pods_run_wasm_containers_through_cri() {
     let (code, out) = run_container(&mut cri, &pod, grower).await;
     assert_eq!(code, 2, "{out:?}");
     assert!(out.iter().any(|l| l.starts_with("memory.grow refused after")), "{out:?}");
+    // the image config's wasmbox.io/ labels are the container's defaults (CRI copies them too)
+    let mut labelled = container("labelled", "probe-labelled");
+    labelled.args = vec!["spin".into()];
+    let (code, out) = run_container(&mut cri, &pod, labelled).await;
+    assert_eq!(code, 124, "the image's wasmbox.io/deadline=1s: {out:?}");
 
     remove_pod(&mut cri, &pod).await;
     assert_pod_left_nothing(&pod);

@@ -93,6 +93,11 @@ struct BuildArgs {
     /// Working directory of the process.
     #[arg(short, long)]
     workdir: Option<String>,
+    /// Label KEY=VALUE of the image config; repeat for several. `wasmbox.io/` labels set the
+    /// image's defaults for the per-workload settings (`wasmbox.io/deadline=30s`…), which the
+    /// container's annotations override (tar layout only).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    label: Vec<String>,
     /// Extra file or directory to add, as HOST_PATH:IMAGE_PATH; repeat for several.
     #[arg(short, long = "add", value_name = "HOST_PATH:IMAGE_PATH")]
     add: Vec<String>,
@@ -175,6 +180,7 @@ fn image_build(args: BuildArgs) -> Result<()> {
         cmd: args.cmd,
         env: args.env,
         workdir: args.workdir,
+        labels: args.label,
         files,
         platform: args.platform,
         layout: match args.layout {

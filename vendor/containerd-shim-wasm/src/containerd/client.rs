@@ -361,6 +361,11 @@ impl Client {
         Ok(container)
     }
 
+    /// The labels of container `id` (wasmbox addition).
+    pub async fn container_labels(&self, id: &str) -> Result<HashMap<String, String>> {
+        Ok(self.get_container(id).await?.labels)
+    }
+
     #[cfg_attr(feature = "tracing", tracing::instrument(level = "Debug"))]
     async fn get_image_manifest_and_digest(
         &self,

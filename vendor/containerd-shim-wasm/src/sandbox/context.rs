@@ -1,4 +1,5 @@
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -32,6 +33,13 @@ pub trait RuntimeContext: Send + Sync {
     ///   "my_module.wat" -> { source: File("my_module.wat"), func: "_start", name: "Some(my_module)", arg0: "my_module.wat" }
     ///   "#init" -> { source: File(""), func: "init", name: None, arg0: "#init" }
     fn entrypoint(&self) -> Entrypoint<'_>;
+
+    /// The container's whole OCI runtime spec: annotations, resources, mounts… (wasmbox addition).
+    fn spec(&self) -> &Spec;
+
+    /// The labels containerd keeps for the container, which include the image config's labels
+    /// (`ctr run` and CRI copy them); empty when they could not be read (wasmbox addition).
+    fn container_labels(&self) -> &HashMap<String, String>;
 }
 
 /// The source for a WASI module / components.
@@ -101,9 +109,18 @@ pub struct Entrypoint<'a> {
 pub(crate) struct WasiContext<'a> {
     pub spec: &'a Spec,
     pub wasm_layers: &'a [WasmLayer],
+    pub container_labels: &'a HashMap<String, String>,
 }
 
 impl RuntimeContext for WasiContext<'_> {
+    fn spec(&self) -> &Spec {
+        self.spec
+    }
+
+    fn container_labels(&self) -> &HashMap<String, String> {
+        self.container_labels
+    }
+
     fn args(&self) -> &[String] {
         self.spec
             .process()
@@ -193,6 +210,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let args = ctx.args();
@@ -212,6 +230,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let args = ctx.args();
@@ -239,6 +258,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let args = ctx.args();
@@ -260,6 +280,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let path = ctx.entrypoint().source;
@@ -290,6 +311,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let expected_path = PathBuf::from("hello.wat");
@@ -329,6 +351,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let expected_path = PathBuf::from("/root/hello.wat");
@@ -368,6 +391,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let expected_path = PathBuf::from("/root/hello.wat");
@@ -406,6 +430,8 @@ mod tests {
                 ),
                 precompiled: false,
             }],
+
+            container_labels: &HashMap::new(),
         };
 
         assert!(matches!(ctx.entrypoint().source, Source::Oci(_)));
@@ -428,6 +454,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let envs = ctx.envs();
@@ -448,6 +475,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let envs = ctx.envs();
@@ -466,6 +494,7 @@ mod tests {
         let ctx = WasiContext {
             spec: &spec,
             wasm_layers: &[],
+            container_labels: &HashMap::new(),
         };
 
         let envs = ctx.envs();

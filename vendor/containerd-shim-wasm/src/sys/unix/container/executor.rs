@@ -40,6 +40,7 @@ impl<S: Shim> Clone for Executor<S> {
 pub(crate) struct InnerExecutor<S: Shim> {
     ty: OnceCell<ExecutorType<S>>,
     wasm_layers: Vec<WasmLayer>,
+    container_labels: HashMap<String, String>,
 }
 
 impl<S: Shim> LibcontainerExecutor for Executor<S> {
@@ -95,16 +96,22 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
 }
 
 impl<S: Shim> Executor<S> {
-    pub fn new(wasm_layers: Vec<WasmLayer>) -> Self {
+    pub fn new(wasm_layers: Vec<WasmLayer>, container_labels: HashMap<String, String>) -> Self {
         Self(Arc::new(InnerExecutor {
             ty: Default::default(),
             wasm_layers,
+            container_labels,
         }))
     }
 
     fn ctx<'a>(&'a self, spec: &'a Spec) -> WasiContext<'a> {
         let wasm_layers = &self.0.wasm_layers;
-        WasiContext { spec, wasm_layers }
+        let container_labels = &self.0.container_labels;
+        WasiContext {
+            spec,
+            wasm_layers,
+            container_labels,
+        }
     }
 
     fn ty(&self, spec: &Spec) -> &ExecutorType<S> {

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,7 @@ pub struct Instance<S: Shim> {
 #[async_trait]
 trait OciClient {
     async fn load_modules(&self, id: &str) -> Result<Vec<WasmLayer>, SandboxError>;
+    async fn container_labels(&self, id: &str) -> Result<HashMap<String, String>, SandboxError>;
 }
 
 struct EngineOciClient<P: Compiler> {
@@ -51,6 +53,10 @@ impl<P: Compiler> OciClient for EngineOciClient<P> {
                 self.precompiler.as_ref(),
             )
             .await
+    }
+
+    async fn container_labels(&self, id: &str) -> Result<HashMap<String, String>, SandboxError> {
+        self.client.container_labels(id).await
     }
 }
 
@@ -84,8 +90,14 @@ impl<S: Shim> SandboxInstance for Instance<S> {
                 vec![]
             });
 
+        // wasmbox addition: the engine reads settings from them (image config labels included).
+        let container_labels = oci_client.container_labels(&id).await.unwrap_or_else(|e| {
+            log::warn!("Error reading the labels of container {id}: {e}");
+            HashMap::new()
+        });
+
         let container = Container::build(
-            |(id, cfg, modules)| {
+            |(id, cfg, modules, container_labels)| {
                 let source_spec_path = cfg.bundle.join("config.json");
                 let spec = Spec::load(source_spec_path)?;
                 let pod_id = pod_id(&spec);
@@ -98,7 +110,7 @@ impl<S: Shim> SandboxInstance for Instance<S> {
                 let rootdir = cfg.determine_rootdir(S::name())?;
 
                 let mut builder = ContainerBuilder::new(id, SyscallType::Linux)
-                    .with_executor(Executor::<S>::new(modules))
+                    .with_executor(Executor::<S>::new(modules, container_labels))
                     .with_root_path(rootdir.clone())?;
 
                 if let Ok(f) = cfg.open_stdin() {
@@ -119,7 +131,7 @@ impl<S: Shim> SandboxInstance for Instance<S> {
 
                 Ok(container)
             },
-            (id.clone(), cfg.clone(), modules),
+            (id.clone(), cfg.clone(), modules, container_labels),
         )?;
 
         Ok(Self {
