@@ -54,10 +54,12 @@ enum ImageCommand {
     /// Build an OCI image tarball from a .wasm or .wat file plus optional extra files.
     ///
     /// The result is an OCI image layout tarball with one gzip tar layer, which containerd 1.6
-    /// imports and unpacks with no extra flags:
-    ///   ctr images import hello.tar
-    ///   ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/hello:latest hello
-    /// The same inputs always give the same bytes and digest.
+    /// imports and unpacks with no extra flags. The same inputs always give the same bytes and
+    /// digest.
+    #[command(after_long_help = "Example:\n  \
+        wasmbox image build hello.wasm\n  \
+        ctr images import hello.tar\n  \
+        ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/hello:latest hello")]
     Build(BuildArgs),
     /// Describe an image tarball: manifest, config, layers, and each Wasm file's kind, imports and exports.
     Inspect {
