@@ -95,6 +95,15 @@ async fn try_run_pod(
 
 /// Creates and starts a container in `pod`; returns its id.
 async fn start_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, config: ContainerConfig) -> String {
+    try_start_container(cri, pod, config).await.expect("StartContainer")
+}
+
+/// Creates a container in `pod` and tries to start it (where CRI creates the task).
+async fn try_start_container(
+    cri: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
     let id = cri
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.id.clone(),
@@ -106,8 +115,8 @@ async fn start_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, con
         .into_inner()
         .container_id;
     pod.containers.lock().unwrap().push(id.clone());
-    cri.start_container(StartContainerRequest { container_id: id.clone() }).await.expect("StartContainer");
-    id
+    cri.start_container(StartContainerRequest { container_id: id.clone() }).await?;
+    Ok(id)
 }
 
 /// Creates and starts a container, waits for it to exit; returns (exit code, stdout lines from the CRI log).
@@ -295,19 +304,7 @@ async fn pods_run_wasm_containers_through_cri() {
     //    reports it as RunContainerError), with its cause
     let annotations = HashMap::from([("wasmbox.io/deadline".to_owned(), "soon".to_owned())]);
     let pod = run_pod(&mut cri, "misannotated", annotations).await;
-    let id = cri
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.id.clone(),
-            config: Some(container("refused", "probe")),
-            sandbox_config: Some(pod.config.clone()),
-        })
-        .await
-        .expect("CreateContainer")
-        .into_inner()
-        .container_id;
-    pod.containers.lock().unwrap().push(id.clone());
-    let refused = cri
-        .start_container(StartContainerRequest { container_id: id })
+    let refused = try_start_container(&mut cri, &pod, container("refused", "probe"))
         .await
         .expect_err("a container with an invalid annotation must not start");
     assert!(
