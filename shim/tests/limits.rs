@@ -81,9 +81,19 @@ fn ps_pause_resume_and_exec_through_ctr() {
     assert!(stderr.contains("exec is not supported: a container of this shim runs exactly one process"), "{stderr}");
     assert!(stderr.trim_end().ends_with("not implemented"), "{stderr}");
 
-    // a paused container can still be killed
+    // a paused container can still be killed; once stopped, it cannot be paused
     assert!(c.ctr_output(&["tasks", "pause", &id]).status.success());
     assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
+    for _ in 0..50 {
+        if status(&id) == "STOPPED" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late = c.ctr_output(&["tasks", "pause", &id]);
+    assert!(!late.status.success());
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(stderr.contains("cannot pause a task that is Exited"), "{stderr}");
     assert_eq!(wait_stopped(&id), 137);
     c.assert_no_leftovers(&id);
 }

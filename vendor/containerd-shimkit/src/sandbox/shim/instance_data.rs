@@ -70,8 +70,8 @@ impl<T: Instance> InstanceData<T> {
 
     /// Freezes the running instance (wasmbox addition).
     pub async fn pause(&self) -> Result<()> {
-        let mut s = self.state.write().await;
-        s.kill()?; // the same precondition as a signal: the instance has started and not exited
+        let s = self.state.write().await;
+        s.ensure_started("pause")?;
         self.instance.pause().await?;
         self.paused.store(true, Ordering::SeqCst);
         Ok(())
@@ -79,8 +79,8 @@ impl<T: Instance> InstanceData<T> {
 
     /// Thaws the paused instance (wasmbox addition).
     pub async fn resume(&self) -> Result<()> {
-        let mut s = self.state.write().await;
-        s.kill()?;
+        let s = self.state.write().await;
+        s.ensure_started("resume")?;
         self.instance.resume().await?;
         self.paused.store(false, Ordering::SeqCst);
         Ok(())

@@ -29,6 +29,17 @@ impl TaskState {
         Ok(())
     }
 
+    /// Checks that the task has started and not exited, for pause and resume (wasmbox addition).
+    #[cfg_attr(feature = "tracing", tracing::instrument(level = "Debug"))]
+    pub fn ensure_started(&self, action: &str) -> Result<()> {
+        match self {
+            Self::Started => Ok(()),
+            _ => Err(FailedPrecondition(format!(
+                "cannot {action} a task that is {self:?}"
+            ))),
+        }
+    }
+
     #[cfg_attr(feature = "tracing", tracing::instrument(level = "Debug"))]
     pub fn delete(&mut self) -> Result<()> {
         *self = match self {
