@@ -28,8 +28,10 @@ fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
 fn cgroup_limits_apply_and_sigterm_stops_a_spinning_guest() {
     let c = containerd();
     let id = unique_id("spin");
-    start_detached(&id, &["--memory-limit", "67108864", "--cpu-quota", "50000", "--cpu-period", "100000"], &["/probe.wasm", "spin"]);
+    let flags = ["--memory-limit", "67108864", "--cpu-quota", "50000", "--cpu-period", "100000", "--cpu-shares", "512"];
+    start_detached(&id, &flags, &["/probe.wasm", "spin"]);
     assert_eq!(cgroup_file("memory", &id, "memory.limit_in_bytes"), "67108864");
+    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
     assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
     assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
     let (_, pid, _) = task_row(&id);
@@ -45,6 +47,40 @@ fn cgroup_limits_apply_and_sigterm_stops_a_spinning_guest() {
     // default signal of `ctr tasks kill` is SIGTERM: the guest is PID 1 and still ends
     assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
     assert_eq!(wait_stopped(&id), 143);
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn pids_limit_from_the_spec_applies() {
+    // ctr 1.6 has no flag for linux.resources.pids: give it a whole spec (`ctr oci spec`,
+    // completed), whose root is the probe image mounted by `ctr images mount`
+    let c = containerd();
+    let id = unique_id("pids");
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    let image = c.image("probe");
+    let mounted = c.ctr_output(&["images", "mount", "--rw", &image, rootfs.to_str().unwrap()]);
+    assert!(mounted.status.success(), "{mounted:?}");
+    let out = std::process::Command::new("ctr").args(["oci", "spec"]).output().expect("ctr oci spec");
+    let mut spec: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ctr oci spec prints JSON");
+    spec["root"] = serde_json::json!({ "path": rootfs });
+    spec["process"]["args"] = serde_json::json!(["/probe.wasm", "sleep", "30"]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{NAMESPACE}/{id}"));
+    spec["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 32 });
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let run = c.ctr_output(&["run", "-d", "--runtime", common::WASMBOX, "--config", config.to_str().unwrap(), &id]);
+    assert!(run.status.success(), "{run:?}");
+
+    assert_eq!(cgroup_file("pids", &id, "pids.max"), "32");
+    let current: u32 = cgroup_file("pids", &id, "pids.current").parse().unwrap();
+    assert!((1..=32).contains(&current), "{current}");
+    assert_eq!(task_metrics(&id)["pids.limit"], 32);
+    assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
+    assert_eq!(wait_stopped(&id), 137);
+    let unmounted = c.ctr_output(&["images", "unmount", "--rm", rootfs.to_str().unwrap()]);
+    assert!(unmounted.status.success(), "{unmounted:?}");
     c.assert_no_leftovers(&id);
 }
 
