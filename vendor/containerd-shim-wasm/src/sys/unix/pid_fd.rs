@@ -28,7 +28,9 @@ impl PidFd {
     }
 
     pub(super) async fn wait(self) -> std::io::Result<WaitStatus> {
-        let fd = AsyncFd::new(self.fd)?;
+        // SAFETY: the AsyncFd owns the pidfd, which stays open until the AsyncFd is dropped
+        // (wasmbox: `AsyncFd::new` is deprecated as unsound since tokio 1.54).
+        let fd = unsafe { AsyncFd::register(self.fd)? };
         loop {
             // Check with non-blocking waitid before awaiting on fd.
             // On some platforms, the readiness detecting mechanism relies on
