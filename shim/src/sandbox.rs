@@ -1,9 +1,9 @@
 //! The Wasm side of a container: what runs in the container's init process once it is set up.
 //!
 //! `can_handle` runs when the container is created (after the pivot into its root file system,
-//! before `start`): the annotations are checked and the module is read and compiled, or mapped
-//! from the code cache, then. An invalid `wasmbox.io/` annotation fails the create with its cause
-//! (the vendored `containerd-shim-wasm` passes it on). Any other failure is kept and reported by
+//! before `start`): the `wasmbox.io/` settings are checked and the module is read and compiled, or
+//! mapped from the code cache, then. An invalid setting (annotation or image label) fails the
+//! create with its cause (the vendored `containerd-shim-wasm` passes it on). Any other failure is kept and reported by
 //! `run_wasi` on the container's stderr, with a one-line cause and an exit code (see
 //! `wasmbox_runtime::run`), because `containerd-shim-wasm` turns an error returned from
 //! `run_wasi` into a bare exit code 137 with nothing said to the user.
@@ -25,7 +25,6 @@ use wasmbox_runtime::{
     CodeCache, Engine, Entrypoint, ImageCode, OfferedCode, PrecompiledInfo, Program, RunConfig, RunError, SourceKind,
     WorkloadOptions, preopens_from_mountinfo,
 };
-
 
 /// Where compiled code is kept unless `WASMBOX_CACHE_DIR` (in containerd's environment) says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
@@ -69,7 +68,7 @@ struct Prepared {
 
 /// Why a guest is not ready to run.
 enum Unprepared {
-    /// The container's configuration (a `wasmbox.io/` annotation) is invalid: the create fails.
+    /// A `wasmbox.io/` setting (annotation or image label) is invalid: the create fails.
     Configuration(anyhow::Error),
     /// The guest cannot run: said on its stderr when the container starts.
     Guest(RunError),
