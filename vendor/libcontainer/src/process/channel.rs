@@ -43,7 +43,13 @@ pub enum ChannelError {
 
 pub fn main_channel() -> Result<(MainSender, MainReceiver), ChannelError> {
     let (sender, receiver) = channel::<Message>()?;
-    Ok((MainSender { sender }, MainReceiver { receiver }))
+    Ok((
+        MainSender { sender },
+        MainReceiver {
+            receiver,
+            init_ready_early: false,
+        },
+    ))
 }
 
 pub struct MainSender {
@@ -112,19 +118,33 @@ impl MainSender {
 
 pub struct MainReceiver {
     receiver: Receiver<Message>,
+    /// wasmbox: an `InitReady` that came before `IntermediateReady`. Both processes send on this
+    /// channel, and an init process with nothing to ask the main process for (no hooks, no
+    /// network devices) can finish its set-up before the intermediate process reports its PID.
+    init_ready_early: bool,
 }
 
 impl MainReceiver {
     /// Waits for associated intermediate process to send ready message
     /// and return the pid of init process which is forked by intermediate process
     pub fn wait_for_intermediate_ready(&mut self) -> Result<Pid, ChannelError> {
-        let msg = self
+        let mut msg = self
             .receiver
             .recv()
             .map_err(|err| ChannelError::ReceiveError {
                 msg: "waiting for intermediate process".to_string(),
                 source: err,
             })?;
+        if matches!(msg, Message::InitReady) && !self.init_ready_early {
+            self.init_ready_early = true;
+            msg = self
+                .receiver
+                .recv()
+                .map_err(|err| ChannelError::ReceiveError {
+                    msg: "waiting for intermediate process".to_string(),
+                    source: err,
+                })?;
+        }
 
         match msg {
             Message::IntermediateReady(pid) => Ok(Pid::from_raw(pid)),
@@ -203,6 +223,9 @@ impl MainReceiver {
     /// Waits for associated init process to send ready message
     /// and return the pid of init process which is forked by init process
     pub fn wait_for_init_ready(&mut self) -> Result<(), ChannelError> {
+        if std::mem::take(&mut self.init_ready_early) {
+            return Ok(());
+        }
         let msg = self
             .receiver
             .recv()
@@ -445,6 +468,25 @@ mod tests {
             }
         };
 
+        Ok(())
+    }
+
+    // wasmbox: the init process may report ready before the intermediate process reports its PID.
+    #[test]
+    #[serial]
+    fn test_channel_init_ready_before_intermediate_ready() -> Result<()> {
+        let (sender, receiver) = &mut main_channel()?;
+        sender.init_ready()?;
+        sender.intermediate_ready(Pid::from_raw(42))?;
+        assert_eq!(receiver.wait_for_intermediate_ready()?, Pid::from_raw(42));
+        receiver.wait_for_init_ready()?;
+        // the usual order still works
+        sender.intermediate_ready(Pid::from_raw(43))?;
+        sender.init_ready()?;
+        assert_eq!(receiver.wait_for_intermediate_ready()?, Pid::from_raw(43));
+        receiver.wait_for_init_ready()?;
+        sender.close()?;
+        receiver.close()?;
         Ok(())
     }
 
