@@ -30,12 +30,19 @@ show "Python component (componentize-py), precompiled image" "${wasmbox[@]}" loc
 show "JavaScript component (componentize-js); its first run compiles ~12 MB of Wasm" "${wasmbox[@]}" localhost/wasmbox/js:latest demo-js
 
 echo
-echo "=== wasi:http component, served on 127.0.0.1:18080 (host network), stopped with SIGTERM"
+echo "=== wasi:http component, served on 127.0.0.1:18080 (host network); its processes, cgroup figures, pause/resume; stopped with SIGTERM"
 echo "\$ ctr run -d --net-host --env WASMBOX_HTTP_ADDRESS=127.0.0.1:18080 … localhost/wasmbox/hello-http:latest demo-http"
 ctr run -d --net-host "${wasmbox[@]}" --env WASMBOX_HTTP_ADDRESS=127.0.0.1:18080 localhost/wasmbox/hello-http:latest demo-http >/dev/null
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18080/ >/dev/null && break; sleep 0.1; done
 echo "\$ curl http://127.0.0.1:18080/hello"
 curl -s http://127.0.0.1:18080/hello
+echo "\$ ctr tasks ps demo-http; ctr tasks metrics demo-http   (some rows)"
+ctr tasks ps demo-http
+ctr tasks metrics demo-http | grep -E "^(METRIC|memory.usage_in_bytes|cpuacct.usage |pids.current)"
+echo "\$ ctr tasks pause demo-http; ctr tasks ls; ctr tasks resume demo-http"
+ctr tasks pause demo-http
+ctr tasks ls | grep -E "^(TASK|demo-http) "
+ctr tasks resume demo-http
 ctr tasks kill demo-http
 for _ in $(seq 50); do ctr tasks ls | grep -q "^demo-http .*STOPPED" && break; sleep 0.1; done
 ctr tasks delete demo-http >/dev/null; ctr containers delete demo-http
