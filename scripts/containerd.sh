@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # A private containerd for the demo, the tests and the benchmarks: its own root, state, socket,
-# opt dir (whose bin/ holds the shim and comes first on the shims' PATH) and compiled-code cache.
+# opt dir (whose bin/ holds the shim and comes first on the shims' PATH), compiled-code cache and
+# wasmbox runtime state (WASMBOX_CACHE_DIR=WORK/cache, WASMBOX_STATE_DIR=WORK/run).
 #
 #   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use;
 #                                           `none`: no shim and no wasmbox runtime, for the installer test)
 #   scripts/containerd.sh stop WORK         stop it by its own PID and remove what it left
 #   scripts/containerd.sh restart WORK      stop containerd alone (shims and state stay), start it again
 #   scripts/containerd.sh ctr WORK ARGS…    run ctr against it (namespace: $NS, default wasmbox)
+#
+# At start, WASMBOX_PRECOMPILED (if set) goes into containerd's environment, where the shims read
+# it, and WASMBOX_CRI_OPTIONS (if set: TOML lines) becomes the wasmbox runtime's CRI options table.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" >&2; exit 2; }
+usage() { sed -n '2,13p' "$0" >&2; exit 2; }
 
-# Starts containerd on the config in $work and waits for its socket.
+# Starts containerd on the config in $work, with the environment saved at start, and waits for
+# its socket.
 launch() {
+  local env=(WASMBOX_CACHE_DIR="$work/cache" WASMBOX_STATE_DIR="$work/run")
+  if [ -s "$work/shim.env" ]; then mapfile -t -O 2 env < "$work/shim.env"; fi
   # exec: \$! is containerd's own PID, not a wrapper shell's.
-  (cd / && WASMBOX_CACHE_DIR="$work/cache" exec containerd --config "$work/config.toml" >>"$work/containerd.log" 2>&1) &
+  (cd / && exec env "${env[@]}" containerd --config "$work/config.toml" >>"$work/containerd.log" 2>&1) &
   echo $! > "$work/containerd.pid"
   for _ in $(seq 100); do
     if ctr -a "$sock" version >/dev/null 2>&1; then return 0; fi
@@ -50,13 +57,21 @@ start)
   if [ -f "$work/containerd.pid" ] && kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null; then
     echo "containerd.sh: a containerd already runs for $work (pid $(cat "$work/containerd.pid"))" >&2; exit 1
   fi
-  mkdir -p "$work"/{root,state,opt/bin,cni-conf,cache}
+  mkdir -p "$work"/{root,state,opt/bin,cni-conf,cache,run}
+  : > "$work/shim.env"
+  if [ -n "${WASMBOX_PRECOMPILED:-}" ]; then echo "WASMBOX_PRECOMPILED=$WASMBOX_PRECOMPILED" >> "$work/shim.env"; fi
   runtime=""
   if [ "$shim" != none ]; then
     install -m 0755 "$shim" "$work/opt/bin/containerd-shim-wasmbox-v1"
     runtime='      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
         runtime_type = "io.containerd.wasmbox.v1"
         pod_annotations = ["wasmbox.io/*"]'
+    if [ -n "${WASMBOX_CRI_OPTIONS:-}" ]; then
+      # Through ConfigPath, which every containerd release hands to the shim (1.6 drops other keys).
+      printf '%s\n' "$WASMBOX_CRI_OPTIONS" > "$work/runtime-options.toml"
+      runtime+=$'\n        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox.options]\n'
+      runtime+="          ConfigPath = \"$work/runtime-options.toml\""
+    fi
   fi
   cat > "$work/config.toml" <<TOML
 version = 2
@@ -92,34 +107,39 @@ restart)
   launch
   ;;
 stop)
-  # The tasks this containerd still has (namespace/id): their shims' runtime state goes too.
-  tasks=$(cd "$work/state/io.containerd.runtime.v2.task" 2>/dev/null && ls -d */* 2>/dev/null || true)
+  # The tasks this containerd still has (namespace/id), and the cgroup of each from its bundle's
+  # spec: only those are ended and removed, never a cgroup found by name elsewhere on the node.
+  taskdir="$work/state/io.containerd.runtime.v2.task"
+  tasks=$(cd "$taskdir" 2>/dev/null && ls -d */* 2>/dev/null || true)
+  cgroup_dirs=()
+  for task in $tasks; do
+    path=$(sed -n 's/.*"cgroupsPath":"\([^"]*\)".*/\1/p' "$taskdir/$task/config.json" 2>/dev/null || true)
+    case "$path" in
+      /*) ;;
+      "") continue ;;
+      *) echo "containerd.sh: task $task: cgroupsPath $path is not a path; its cgroup is left alone" >&2; continue ;;
+    esac
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+      cgroup_dirs+=("/sys/fs/cgroup$path")
+    else
+      for controller in /sys/fs/cgroup/*/; do cgroup_dirs+=("${controller%/}$path"); done
+    fi
+  done
   stop_containerd
   # Shims of containers still running outlive containerd: end those of this instance.
-  for p in $(pgrep -f "containerd-shim.*-address $sock" || true); do kill -9 "$p" 2>/dev/null || true; done
+  for p in $(pgrep -f "containerd-shim.*-address $sock( |$)" || true); do kill -9 "$p" 2>/dev/null || true; done
   # Unmount anything left under the work dir (rootfs overlays, network namespaces), deepest first.
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  # Containers whose shims were just killed outlive them: end the processes in the cgroups of
-  # this containerd's tasks (`/<namespace>/<id>` for ctr, `/<cgroup parent>/<id>` for CRI), then
-  # remove those cgroups. Only its own: other containerds (tests run several) keep theirs.
-  task_cgroups() {
-    for task in $tasks; do
-      find /sys/fs/cgroup/ -mindepth 2 -maxdepth 3 -type d -name "${task#*/}" 2>/dev/null || true
-    done
-  }
-  for dir in $(task_cgroups); do
+  # Containers whose shims were just killed outlive them: end the processes in this
+  # containerd's tasks' cgroups, then remove those cgroups (deepest first).
+  for dir in "${cgroup_dirs[@]}"; do
     [ -f "$dir/cgroup.procs" ] && xargs -r kill -9 < "$dir/cgroup.procs" 2>/dev/null || true
   done
   sleep 0.2
-  for dir in $(task_cgroups); do
-    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  for dir in "${cgroup_dirs[@]}"; do
+    [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  for task in $tasks; do rm -rf "/run/containerd/wasmbox/$task"; done
-  # The namespace-level cgroups and runtime dirs go when nothing else uses them.
-  for ns in wasmbox wasmbox-demo wasmbox-test wasmbox-bench wasmbox-cri k8s.io; do
-    rmdir /sys/fs/cgroup/*/"$ns" "/run/containerd/wasmbox/$ns" 2>/dev/null || true
-  done
-  [ -n "${WASMBOX_KEEP_WORK:-}" ] || rm -rf "$work/root" "$work/state"
+  [ -n "${WASMBOX_KEEP_WORK:-}" ] || rm -rf "$work/root" "$work/state" "$work/run"
   ;;
 ctr)
   shift 2

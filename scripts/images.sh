@@ -81,7 +81,7 @@ image python-compiling   "$pybuild/hello.wasm"
 echo "images: building the JavaScript component (componentize-js)"
 jsbuild="$target/js-guest"; mkdir -p "$jsbuild"
 if [ "$root/examples/js/hello.js" -nt "$jsbuild/hello.wasm" ]; then
-  (cd "$root/examples/js" && { [ -d node_modules/@bytecodealliance/componentize-js ] || npm install --silent --no-audit --no-fund; } &&
+  (cd "$root/examples/js" && { [ -d node_modules/@bytecodealliance/componentize-js ] || npm ci --silent --no-audit --no-fund; } &&
     node node_modules/@bytecodealliance/componentize-js/src/cli.js hello.js -w "$root/examples/wit" \
       -n run -d http -d fetch-event -o "$jsbuild/hello.wasm" >/dev/null)
 fi

@@ -16,8 +16,7 @@ use oci_spec::image::{
 use crate::layout::{Layout, append_dir, append_file, canonical_json, sha256_digest};
 use crate::media::{TAR_GZIP_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::wasm::{self, FileKind};
-use wasmbox_runtime::PrecompiledInfo;
-use wasmbox_runtime::precompiled::{self, PRECOMPILED_DIR, PRECOMPILED_MEDIA_TYPE};
+use wasmbox_runtime::code::image::{self as precompiled, PRECOMPILED_DIR, PRECOMPILED_MEDIA_TYPE, PrecompiledInfo};
 
 /// Annotation containerd reads for the image's full name on import.
 pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -50,7 +49,7 @@ pub struct BuildOptions {
     /// Tar layer (default) or CNCF Wasm OCI artifact.
     pub layout: ImageLayout,
     /// Also ship the module's code compiled ahead of time by this build's engine, in a layer
-    /// of its own (see `wasmbox_runtime::precompiled`), so that the shim does not compile it.
+    /// of its own (see `wasmbox_runtime::code::image`), so that the shim does not compile it.
     pub precompile: bool,
 }
 
@@ -209,11 +208,9 @@ fn gzip_layer(files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<GzipLayer> {
 
 /// Compiles `bytes` ahead of time with the engine the shim uses.
 fn precompile(bytes: &[u8], module: &Path) -> Result<(Vec<u8>, PrecompiledInfo)> {
-    let engine = wasmbox_runtime::Engine::new(None)?;
+    let engine = wasmbox_runtime::Engine::new()?;
     let origin = module.display().to_string();
-    engine
-        .precompile_for_image(bytes, &origin)
-        .map_err(|err| anyhow::anyhow!("--precompile: {err}"))
+    wasmbox_runtime::code::precompile_for_image(&engine, bytes, &origin).map_err(|err| anyhow::anyhow!("--precompile: {err}"))
 }
 
 /// The annotations that describe a precompiled-code layer.
@@ -281,16 +278,6 @@ fn build_artifact(options: &BuildOptions) -> Result<Layout> {
     let os = if info.kind == FileKind::Component { "wasip2" } else { "wasip1" };
     let mut layout = Layout::default();
     let layer_desc = layout.add_blob(MediaType::Other(WASM_LAYER.to_owned()), binary)?;
-    let mut config = serde_json::json!({
-        "created": "1970-01-01T00:00:00Z",
-        "architecture": "wasm",
-        "os": os,
-        "layerDigests": [layer_desc.digest().to_string()],
-    });
-    if info.kind == FileKind::Component {
-        config["component"] = serde_json::json!({ "imports": info.imports, "exports": info.exports });
-    }
-    let config_desc = layout.add_blob(MediaType::Other(WASM_CONFIG.to_owned()), canonical_json(&config)?)?;
     let mut layer_descs = vec![layer_desc];
     if options.precompile {
         let (code, info) = precompile(layout.blob(&layer_descs[0])?, &options.module)?;
@@ -298,6 +285,20 @@ fn build_artifact(options: &BuildOptions) -> Result<Layout> {
         desc.set_annotations(Some(precompiled_annotations(&info).into_iter().collect()));
         layer_descs.push(desc);
     }
+    // Every layer's digest, in the manifest's order: the config's digest is the image's ID for
+    // CRI, which takes two images with the same config for one; listing the layers makes the
+    // config, and so the ID, bind exactly these layers (the shim uses no layer it does not list).
+    let layer_digests: Vec<String> = layer_descs.iter().map(|d| d.digest().to_string()).collect();
+    let mut config = serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
+        "architecture": "wasm",
+        "os": os,
+        "layerDigests": layer_digests,
+    });
+    if info.kind == FileKind::Component {
+        config["component"] = serde_json::json!({ "imports": info.imports, "exports": info.exports });
+    }
+    let config_desc = layout.add_blob(MediaType::Other(WASM_CONFIG.to_owned()), canonical_json(&config)?)?;
     finish_layout(layout, config_desc, layer_descs, &options.name, os, "wasm")
 }
 

@@ -11,7 +11,7 @@ use crate::build::CONTAINERD_IMAGE_NAME;
 use crate::media::{WASM_COMPONENT_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::layout::Layout;
 use crate::wasm::{self, WasmInfo};
-use wasmbox_runtime::precompiled::{ANNOTATION_ENGINE, ANNOTATION_SOURCE, ANNOTATION_WASMTIME, PRECOMPILED_MEDIA_TYPE};
+use wasmbox_runtime::code::image::{ANNOTATION_ENGINE, ANNOTATION_SOURCE, ANNOTATION_WASMTIME, PRECOMPILED_MEDIA_TYPE};
 
 /// A file found in a layer that wasmbox could run.
 pub struct LayerFile {
@@ -127,20 +127,22 @@ impl ImageSummary {
             }
         }
         let _ = writeln!(out, "layers:");
-        let this_engine = wasmbox_runtime::Engine::new(None).map(|engine| engine.compatibility_hash()).ok();
+        let this_engine = wasmbox_runtime::Engine::new().map(|engine| engine.key().to_owned()).ok();
         for layer in &self.layers {
             let d = &layer.descriptor;
             let _ = writeln!(out, "  {} {} ({} bytes)", d.digest(), d.media_type(), d.size());
             let annotation = |key| d.annotations().as_ref().and_then(|a| a.get(key)).map(String::as_str);
             if let Some(engine) = annotation(ANNOTATION_ENGINE) {
                 let usable = match &this_engine {
-                    Some(this) if this == engine => "matches this wasmbox's engine: used as is".to_owned(),
-                    Some(this) => format!("this wasmbox's engine is {this}: it would compile instead"),
+                    Some(this) if this == engine => {
+                        "matches this wasmbox's engine: used on nodes that trust image code (WASMBOX_PRECOMPILED=trust)".to_owned()
+                    }
+                    Some(this) => format!("this wasmbox's engine is {this}: nodes compile the module instead"),
                     None => "this wasmbox's engine could not be configured".to_owned(),
                 };
                 let _ = writeln!(
                     out,
-                    "    precompiled code of {} by wasmtime {}, engine compatibility hash {engine} ({usable})",
+                    "    precompiled code of {} by wasmtime {}, engine key {engine} ({usable})",
                     annotation(ANNOTATION_SOURCE).unwrap_or("?"),
                     annotation(ANNOTATION_WASMTIME).unwrap_or("?"),
                 );
@@ -185,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let wat = dir.path().join("add.wat");
         std::fs::write(&wat, r#"(module (func (export "add")))"#)?;
-        let engine = wasmbox_runtime::Engine::new(None)?.compatibility_hash();
+        let engine = wasmbox_runtime::Engine::new()?.key().to_owned();
         for layout in [crate::build::ImageLayout::Tar, crate::build::ImageLayout::Artifact] {
             let mut options = BuildOptions::new(&wat, "localhost/wasmbox/add:1");
             options.precompile = true;
@@ -193,7 +195,7 @@ mod tests {
             let image = build(&options)?;
             assert_eq!(image.manifest()?.1.layers().len(), 2);
             let text = summarize(&image)?.render();
-            assert!(text.contains(&format!("engine compatibility hash {engine} (matches")), "{text}");
+            assert!(text.contains(&format!("engine key {engine} (matches")), "{text}");
             assert!(text.contains("by wasmtime 48."), "{text}");
         }
         Ok(())

@@ -32,7 +32,7 @@ pub fn canonical_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 /// `sha256:<hex>` of `bytes`.
-pub use wasmbox_runtime::precompiled::sha256_digest;
+pub use wasmbox_runtime::code::image::sha256_digest;
 
 impl Layout {
     /// Adds a blob and returns its descriptor.

@@ -16,7 +16,7 @@ use wasmtime::component::{Func as ComponentFunc, Instance as ComponentInstance, 
 use wasmtime::{AsContextMut, Extern, Func, Instance, Memory, Store, Val, ValType};
 
 use crate::jshost::format_number;
-use crate::run::RunError;
+use crate::error::RunError;
 
 /// The marker of a string argument for a `(ptr, len)` pair.
 pub const STRING_PREFIX: &str = "str:";
@@ -101,7 +101,7 @@ pub fn call_module_func<T>(
     for string in strings {
         free_guest_memory(store, instance, string.ptr);
     }
-    outcome.map_err(|err| crate::run::guest_failure(origin, err))?;
+    outcome.map_err(|err| RunError::from_guest(origin, err))?;
     Ok(results.iter().map(format_number).collect())
 }
 
@@ -217,7 +217,7 @@ pub fn call_component_func<T>(
     }
     let mut results = vec![ComponentVal::Bool(false); ty.results().len()];
     func.call(&mut *store, &values, &mut results)
-        .map_err(|err| crate::run::guest_failure(origin, err))?;
+        .map_err(|err| RunError::from_guest(origin, err))?;
     results
         .iter()
         .map(|value| {
@@ -244,5 +244,89 @@ fn wave_type_name(ty: &wasmtime::component::Type) -> String {
         Type::Char => "char".into(),
         Type::String => "string".into(),
         other => format!("{other:?}").split(['(', ' ']).next().unwrap_or("value").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use crate::code::{Loader, Program};
+    use crate::config::{Entrypoint, RunConfig};
+    use crate::engine::Engine;
+    use crate::node::PrecompiledPolicy;
+
+    const MODULE: &str = r#"(module
+        (memory (export "memory") 1)
+        (global $next (mut i32) (i32.const 1024))
+        (func (export "malloc") (param i32) (result i32) (local $p i32)
+            global.get $next local.set $p
+            global.get $next local.get 0 i32.add global.set $next
+            local.get $p)
+        (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+        (func (export "mix") (param i64 f32 f64) (result f64) local.get 2)
+        (func (export "len") (param i32 i32) (result i32) local.get 1))"#;
+
+    fn programs() -> &'static (Engine, Program, Program) {
+        static PROGRAMS: OnceLock<(Engine, Program, Program)> = OnceLock::new();
+        PROGRAMS.get_or_init(|| {
+            let engine = Engine::new().expect("engine");
+            let module = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_bytes(MODULE.as_bytes(), "m.wat").expect("module");
+            let calc = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/wat/calc-component.wat")).expect("calc");
+            let component = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_bytes(&calc, "calc.wat").expect("component");
+            (engine, module, component)
+        })
+    }
+
+    fn call(program: &Program, arg0: &str, args: &[String]) -> Result<i32, crate::error::RunError> {
+        let engine = &programs().0;
+        let mut argv = vec![arg0.to_owned()];
+        argv.extend_from_slice(args);
+        let config = RunConfig::new(argv);
+        crate::run::run(engine, program, &Entrypoint::parse(arg0), &config)
+    }
+
+    #[test]
+    fn typed_calls_take_their_arguments() {
+        let (_, module, component) = programs();
+        assert_eq!(call(module, "m.wat#add", &["6".into(), "27".into()]).ok(), Some(0));
+        assert_eq!(call(module, "m.wat#len", &["str:Alice".into()]).ok(), Some(0));
+        assert_eq!(call(component, "calc.wat#echo", &["\"Alice\"".into()]).ok(), Some(0));
+        let err = call(module, "m.wat#add", &["6".into()]).unwrap_err();
+        assert_eq!(err.exit_code(), 126);
+        assert!(err.to_string().contains("`add(i32, i32) -> (i32)` takes 2 argument(s)"), "{err}");
+    }
+
+    fn arg() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "-?[0-9]{1,25}(\\.[0-9]{0,5})?(e-?[0-9]{1,3})?",
+            "str:.{0,40}",
+            "\"[^\"]{0,20}\"",
+            "[\\[\\]{}(),:a-z0-9 \"-]{0,30}",
+        ]
+    }
+
+    proptest! {
+        /// Any function name and arguments, for a module and a component: a result or a
+        /// one-line error, never a panic.
+        #[test]
+        fn any_call_runs_or_fails_with_one_line(
+            name in prop_oneof![
+                Just("add".to_owned()), Just("mix".to_owned()), Just("len".to_owned()), Just("nope".to_owned()),
+                Just("add,len".to_owned()), Just("echo".to_owned()), ".{0,12}",
+            ],
+            args in proptest::collection::vec(arg(), 0..5),
+            component in any::<bool>(),
+        ) {
+            let (_, module, calc) = programs();
+            let (program, file) = if component { (calc, "calc.wat") } else { (module, "m.wat") };
+            if let Err(err) = call(program, &format!("{file}#{name}"), &args) {
+                prop_assert!(!err.to_string().contains('\n'), "{}", err);
+                prop_assert!([125, 126, 134].contains(&err.exit_code()), "{}: {}", err.exit_code(), err);
+            }
+        }
     }
 }

@@ -70,14 +70,15 @@ fn read_string<T>(caller: &mut Caller<'_, T>, imported: Option<Memory>, offset: 
         Some(memory) => memory,
         None => match caller.get_export("memory") {
             Some(Extern::Memory(memory)) => memory,
-            _ => return Err(wasmtime::Error::msg("console.log(offset, length): the module has no memory")),
+            // The guest's fault, so a trap (exit 134), not a host error.
+            _ => return Err(wasmtime::Error::from(wasmtime::Trap::MemoryOutOfBounds).context("console.log(offset, length): the module has no memory")),
         },
     };
     let data = memory.data(&*caller);
-    let range = offset as usize..offset as usize + len as usize;
-    let bytes = data
-        .get(range)
-        .ok_or_else(|| wasmtime::Error::msg(format!("console.log: {len} bytes at {offset} are outside memory")))?;
+    let range = offset as usize..(offset as usize).saturating_add(len as usize);
+    let bytes = data.get(range).ok_or_else(|| {
+        wasmtime::Error::from(wasmtime::Trap::MemoryOutOfBounds).context(format!("console.log: {len} bytes at {offset} are outside memory"))
+    })?;
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 

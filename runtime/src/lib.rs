@@ -1,45 +1,53 @@
 //! The wasmbox engine: loads WASI modules and components on wasmtime and runs one as a container's process.
 //!
-//! This crate knows nothing of containerd. Its input is a [`RunConfig`] (args, env, cwd and
-//! preopened directories, normally derived from an OCI runtime spec with
-//! [`RunConfig::from_oci_spec`]) and the bytes of a module; its output is an exit code.
+//! This crate knows nothing of containerd. Its input is a container's OCI spec, its settings and
+//! the bytes of a module; its output is an exit status.
 //!
 //! ```no_run
-//! use wasmbox_runtime::{Engine, Entrypoint, RunConfig};
+//! use wasmbox_runtime::{Engine, Loader, PrecompiledPolicy, RunConfig};
 //! # fn main() -> anyhow::Result<()> {
-//! let engine = Engine::new(None)?;
-//! let entry = Entrypoint::parse("/hello.wasm");
-//! let program = engine.load_file(&entry.path)?;
+//! let engine = Engine::new()?;
 //! let config = RunConfig::new(vec!["/hello.wasm".into()]);
-//! let exit_code = engine.run(&program, &entry, &config)?;
+//! let entry = config.entrypoint()?;
+//! let program = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_file(&entry.path, None)?;
+//! let exit_status = wasmbox_runtime::run(&engine, &program, &entry, &config)?;
 //! # Ok(()) }
 //! ```
 //!
-//! How the pieces fit:
-//! - [`engine`]: the wasmtime engine, its configuration, and loading bytes into a [`Program`];
-//! - [`annotations`]: per-workload settings from OCI annotations (`wasmbox.io/*`);
-//! - [`cache`]: the node-local cache of compiled code, keyed by module digest and engine;
-//! - [`precompiled`]: compiled code shipped in an image, and the checks it must pass to be used;
+//! The modules, in the order data flows through them (each imports only those before it):
+//! - [`error`]: why a guest did not run to its end, and the exit code of each outcome;
+//! - [`settings`]: per-workload settings (`wasmbox.io/*` annotations and image labels), untrusted;
+//! - [`node`]: the node admin's settings (cache directory, precompiled-code policy), trusted;
+//! - [`config`]: what the guest runs with, from the OCI spec and the settings;
+//! - [`engine`]: the wasmtime engine, its configuration and the key that names its code;
+//! - [`code`]: loading: compiling, the node's code cache, image code and its checks;
+//! - [`limits`]: the container's memory limit, shared by all of its guests' stores;
 //! - [`wasi`]: the WASI context built from a [`RunConfig`];
-//! - [`run`]: instantiating a program and calling its entry point, mapping the outcome to an exit code;
-//! - [`http`]: serving a `wasi:http/incoming-handler` component, like `wasmtime serve`;
+//! - [`jshost`]: the `console.log` / `js.*` imports of modules written for a JavaScript embedding;
 //! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
-//! - [`jshost`]: the `console.log` / `js.*` imports of modules written for a JavaScript embedding.
+//! - [`http`]: serving a `wasi:http/incoming-handler` component, like `wasmtime serve`;
+//! - [`run`]: instantiating a program and calling its entry point;
+//! - [`signals`]: SIGTERM, SIGINT and SIGHUP for a guest that is PID 1 of its PID namespace.
 
-pub mod annotations;
-pub mod cache;
+pub mod code;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod http;
 pub mod invoke;
 pub mod jshost;
-pub mod precompiled;
+pub mod limits;
+pub mod node;
 pub mod run;
+pub mod settings;
+pub mod signals;
 pub mod wasi;
 
-pub use annotations::WorkloadOptions;
-pub use cache::CodeCache;
-pub use config::{Entrypoint, Preopen, RunConfig, parse_env, preopens_from_mountinfo};
-pub use engine::{CodeOrigin, Engine, OfferedCode, Program, ProgramKind, SourceKind};
-pub use precompiled::{ImageCode, PrecompiledInfo};
-pub use run::{ExitStatus, RunError};
+pub use code::image::ArtifactLayer;
+pub use code::{CodeOrigin, Loader, Program, ProgramKind};
+pub use config::{Entrypoint, RunConfig};
+pub use engine::Engine;
+pub use error::{ExitStatus, FailureKind, RunError};
+pub use node::{NodeSettings, PrecompiledPolicy};
+pub use run::run;
+pub use settings::WorkloadSettings;

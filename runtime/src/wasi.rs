@@ -1,14 +1,17 @@
-//! The WASI context of a guest, built from a [`RunConfig`]: args, env, cwd, stdio and preopens.
+//! The WASI context of a guest, built from a [`RunConfig`]: args, env, cwd, stdio, preopens and
+//! the network policy; and the store data that carries it.
+
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use wasmtime::component::ResourceTable;
-use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::annotations::NetworkPolicy;
 use crate::config::RunConfig;
+use crate::limits::{MemoryBudget, MemoryLimiter};
+use crate::settings::NetworkPolicy;
 
 /// A WASI builder filled in from `config`, with the process's own stdio (the container's FIFOs),
 /// for a guest that runs alone on its thread.
@@ -52,48 +55,6 @@ fn builder_with(config: &RunConfig, blocking: bool) -> Result<WasiCtxBuilder> {
     Ok(builder)
 }
 
-/// Keeps a guest's linear memories within what is left of the container's memory limit.
-///
-/// A refused `memory.grow` returns -1 to the guest, which may handle it; the refusal is
-/// remembered so that a trap that follows can be reported as the memory limit being hit.
-#[derive(Debug, Default)]
-pub struct MemoryLimiter {
-    /// Bytes all of the guest's memories together may use; `None`: no limit.
-    pub limit: Option<usize>,
-    /// The size of a growth that was refused, if one was.
-    pub refused: Option<usize>,
-}
-
-/// Memory the process needs besides the guest's linear memory: the shim library, wasmtime,
-/// the compiled code. Taken off the container's limit, so the kernel's OOM killer is not what
-/// stops a growing guest.
-const HOST_HEADROOM: u64 = 24 << 20;
-
-impl MemoryLimiter {
-    /// A limiter for a container whose cgroup memory limit is `container_limit`.
-    pub fn for_container(container_limit: Option<u64>) -> Self {
-        let limit = container_limit.map(|limit| limit.saturating_sub(HOST_HEADROOM).max(1 << 20) as usize);
-        MemoryLimiter { limit, refused: None }
-    }
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        match self.limit {
-            Some(limit) if desired > limit => {
-                log::info!("memory.grow from {current} to {desired} bytes refused: the limit is {limit}");
-                self.refused = Some(desired);
-                Ok(false)
-            }
-            _ => Ok(true),
-        }
-    }
-
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(true)
-    }
-}
-
 /// Store data of a core module: its WASI preview 1 context and its memory limiter.
 pub struct ModuleState {
     pub wasi: WasiP1Ctx,
@@ -108,21 +69,14 @@ pub struct ComponentState {
 }
 
 impl ComponentState {
-    pub fn new(config: &RunConfig) -> Result<Self> {
-        Ok(Self::with_ctx(builder(config)?.build(), config))
-    }
-
-    /// The state around an already built WASI context (an async one, for HTTP requests).
-    pub fn with_ctx(ctx: WasiCtx, config: &RunConfig) -> Self {
-        ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_container(config.memory_limit) }
+    /// The state around a WASI context, drawing linear memory from `budget`.
+    pub fn new(ctx: WasiCtx, budget: Arc<MemoryBudget>) -> Self {
+        ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::new(budget) }
     }
 }
 
 impl WasiView for ComponentState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
     }
 }

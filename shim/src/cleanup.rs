@@ -4,36 +4,26 @@
 //! container (killed with SIGKILL, crashed). `containerd-shim-wasm` only answers with exit
 //! status 137 there, which would leave the container's processes, cgroups and libcontainer
 //! state behind. This loads the container from libcontainer's state (under the runtime root,
-//! `/run/containerd/wasmbox/<namespace>` unless the bundle's `options.json` names another root)
-//! and force-deletes it: its processes are killed and its cgroups and state removed.
+//! `$WASMBOX_STATE_DIR/<namespace>`, by default `/run/containerd/wasmbox/<namespace>`) and
+//! force-deletes it: its processes are killed and its cgroups and state removed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-
-const DEFAULT_ROOT: &str = "/run/containerd/wasmbox";
+use wasmbox_runtime::NodeSettings;
 
 /// Deletes the container named by `-id` in `-namespace`, if libcontainer still knows it.
 /// Failures are reported on stderr (containerd's log) and otherwise ignored.
 pub fn delete_leftover_container(args: &[String]) {
     let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
     let (Some(id), Some(namespace)) = (flag("-id"), flag("-namespace")) else { return };
-    let bundle = std::env::current_dir().unwrap_or_default();
-    let state_dir = runtime_root(&bundle).join(&namespace).join(&id);
+    let state_dir = NodeSettings::state_dir_from_env().join(&namespace).join(&id);
     if !state_dir.exists() {
         return;
     }
     if let Err(err) = force_delete(&state_dir) {
         eprintln!("wasmbox: cleaning up container {id} after its shim went away: {err:#}");
     }
-}
-
-fn runtime_root(bundle: &Path) -> PathBuf {
-    std::fs::read(bundle.join("options.json"))
-        .ok()
-        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
-        .and_then(|options| options.get("root")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
 }
 
 fn force_delete(state_dir: &Path) -> Result<()> {

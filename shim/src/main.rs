@@ -27,12 +27,17 @@ impl Shim for WasmboxShim {
         version!()
     }
 
+    /// `WASMBOX_STATE_DIR` from containerd's environment, else `/run/containerd/wasmbox`.
+    fn runtime_root() -> Option<std::path::PathBuf> {
+        Some(wasmbox_runtime::NodeSettings::state_dir_from_env())
+    }
+
     /// The Wasm layer media types of artifact images, plus wasmbox's precompiled-code layer.
     fn supported_layers_types() -> &'static [&'static str] {
         &[
             "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
             "application/wasm",
-            wasmbox_runtime::precompiled::PRECOMPILED_MEDIA_TYPE,
+            wasmbox_runtime::code::image::PRECOMPILED_MEDIA_TYPE,
         ]
     }
 }

@@ -113,9 +113,10 @@ struct BuildArgs {
     #[arg(long, value_enum, default_value = "tar")]
     layout: LayoutArg,
     /// Also ship the module's code compiled ahead of time, in a layer of its own, so that
-    /// containers start without compiling. The shim uses it only when it was compiled by an
-    /// engine with the same compatibility hash (same wasmtime, settings and CPU features) from
-    /// the same module; otherwise it logs why and compiles.
+    /// containers start without compiling. Nodes ignore it unless their admin trusts image code
+    /// (WASMBOX_PRECOMPILED=trust); then it is used only when it was compiled by an engine with
+    /// the same key (same wasmtime, settings and CPU features) from the same module, otherwise
+    /// the shim logs why and compiles.
     #[arg(long)]
     precompile: bool,
 }

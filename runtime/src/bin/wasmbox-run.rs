@@ -8,46 +8,45 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wasmbox_runtime::{Engine, Entrypoint, RunConfig};
+use wasmbox_runtime::{Engine, Loader, PrecompiledPolicy, RunConfig, RunError};
+
+const USAGE: &str = "usage: wasmbox-run [--repeat N] FILE[#FUNC] [ARGS...]
+Runs a WASI module, component or .wat file in-process; the whole host file system is preopened at /.";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut repeat = None;
     if args.first().map(String::as_str) == Some("--repeat") {
-        repeat = args.get(1).and_then(|n| n.parse::<usize>().ok());
+        repeat = args.get(1).and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
         if repeat.is_none() {
-            eprintln!("wasmbox-run: --repeat takes a number");
+            eprintln!("wasmbox-run: --repeat takes a positive number");
             return ExitCode::from(2);
         }
         args.drain(..2);
     }
     if args.is_empty() || args[0] == "--help" || args[0] == "-h" {
-        eprintln!("usage: wasmbox-run [--repeat N] FILE[#FUNC] [ARGS...]");
-        eprintln!("Runs a WASI module, component or .wat file in-process; the whole host file system is preopened at /.");
-        return ExitCode::from(2);
+        eprintln!("{USAGE}");
+        return ExitCode::from(if args.is_empty() { 2 } else { 0 });
     }
-    let entry = Entrypoint::parse(&args[0]);
-    let mut config = RunConfig::new(args.clone());
-    config.cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "/".into());
-    config.env = std::env::vars().collect();
-    match wasmbox_runtime::config::http_address_from_env(&config.env) {
-        Ok(address) => config.http_address = address,
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let config = match RunConfig::for_host(args, std::env::vars().collect(), &cwd) {
+        Ok(config) => config,
         Err(err) => {
             eprintln!("wasmbox-run: {err:#}");
             return ExitCode::from(2);
         }
-    }
-    let config = config.with_pwd();
+    };
     let result = (|| {
-        let engine = Engine::new(None).map_err(wasmbox_runtime::RunError::internal)?;
+        let entry = config.entrypoint().map_err(RunError::invalid)?;
+        let engine = Engine::new().map_err(RunError::internal)?;
         let started = Instant::now();
-        let program = engine.load_file(&PathBuf::from(&entry.path))?;
+        let program = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_file(&entry.path, None)?;
         let compiled = started.elapsed();
         let mut runs = Vec::new();
         let mut code = 0;
         for _ in 0..repeat.unwrap_or(1) {
             let started = Instant::now();
-            code = engine.run(&program, &entry, &config)?;
+            code = wasmbox_runtime::run(&engine, &program, &entry, &config)?;
             runs.push(started.elapsed());
         }
         if repeat.is_some() {
@@ -58,7 +57,7 @@ fn main() -> ExitCode {
                 runs[runs.len() / 2].as_secs_f64() * 1e3
             );
         }
-        Ok::<_, wasmbox_runtime::RunError>(code)
+        Ok::<_, RunError>(code)
     })();
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -43,6 +43,12 @@ macro_rules! with_lease {
 }
 
 static PRECOMPILE_PREFIX: &str = "runwasi.io/precompiled";
+/// The media types of Wasm layers themselves (wasmbox addition: the only layers used from an
+/// artifact whose config lists no `layerDigests`).
+const STANDARD_WASM_LAYERS: [&str; 2] = [
+    "application/wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+];
 // 16MB is the default maximum gRPC message size for gRPC in containerd:
 // https://github.com/containerd/containerd/blob/main/defaults/defaults.go
 // Conservatively set the max to 15MB to leave room for message overhead
@@ -410,10 +416,33 @@ impl Client {
         // This label is unique across runtimes and version of the shim running
         // a precompiled component/module will not work across different runtimes or versions
 
+        // wasmbox addition: use only the layers the image config binds. CRI identifies an
+        // image by its config's digest and takes two images with the same config for one, so
+        // another image's manifest can stand in for this one's; the CNCF Wasm config lists
+        // every layer's digest (`layerDigests`) so that the config binds them. A layer it does
+        // not list is ignored; without the list, only the standard Wasm layers are used.
+        let layer_digests: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(image_config)
+            .ok()
+            .and_then(|config| serde_json::from_value(config.get("layerDigests")?.clone()).ok());
+        let bound = |layer: &&oci_spec::image::Descriptor| {
+            let bound = match &layer_digests {
+                Some(digests) => digests.iter().any(|d| *d == layer.digest().to_string()),
+                None => STANDARD_WASM_LAYERS.contains(&layer.media_type().to_string().as_str()),
+            };
+            if !bound {
+                log::warn!(
+                    "layer {} ({}) is not bound by the image config's layerDigests: ignored",
+                    layer.digest(),
+                    layer.media_type()
+                );
+            }
+            bound
+        };
         let configs = manifest
             .layers()
             .iter()
             .filter(|x| is_wasm_layer(x.media_type(), supported_layer_types))
+            .filter(bound)
             .collect::<Vec<_>>();
 
         if configs.is_empty() {

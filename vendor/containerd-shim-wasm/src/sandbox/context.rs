@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -40,6 +40,10 @@ pub trait RuntimeContext: Send + Sync {
     /// The labels containerd keeps for the container, which include the image config's labels
     /// (`ctr run` and CRI copy them); empty when they could not be read (wasmbox addition).
     fn container_labels(&self) -> &HashMap<String, String>;
+
+    /// The options of the runtime's table in containerd's configuration (the node admin's
+    /// settings), as text; empty with `ctr` (wasmbox addition).
+    fn runtime_options(&self) -> &BTreeMap<String, String>;
 }
 
 /// The source for a WASI module / components.
@@ -110,6 +114,7 @@ pub(crate) struct WasiContext<'a> {
     pub spec: &'a Spec,
     pub wasm_layers: &'a [WasmLayer],
     pub container_labels: &'a HashMap<String, String>,
+    pub runtime_options: &'a BTreeMap<String, String>,
 }
 
 impl RuntimeContext for WasiContext<'_> {
@@ -119,6 +124,10 @@ impl RuntimeContext for WasiContext<'_> {
 
     fn container_labels(&self) -> &HashMap<String, String> {
         self.container_labels
+    }
+
+    fn runtime_options(&self) -> &BTreeMap<String, String> {
+        self.runtime_options
     }
 
     fn args(&self) -> &[String] {
@@ -211,6 +220,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let args = ctx.args();
@@ -231,6 +241,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let args = ctx.args();
@@ -259,6 +270,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let args = ctx.args();
@@ -281,6 +293,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let path = ctx.entrypoint().source;
@@ -312,6 +325,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let expected_path = PathBuf::from("hello.wat");
@@ -352,6 +366,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let expected_path = PathBuf::from("/root/hello.wat");
@@ -392,6 +407,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let expected_path = PathBuf::from("/root/hello.wat");
@@ -432,6 +448,7 @@ mod tests {
             }],
 
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         assert!(matches!(ctx.entrypoint().source, Source::Oci(_)));
@@ -455,6 +472,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let envs = ctx.envs();
@@ -476,6 +494,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let envs = ctx.envs();
@@ -495,6 +514,7 @@ mod tests {
             spec: &spec,
             wasm_layers: &[],
             container_labels: &HashMap::new(),
+            runtime_options: &BTreeMap::new(),
         };
 
         let envs = ctx.envs();

@@ -31,6 +31,14 @@ pub trait Shim: Sync + 'static {
         async move { NO_COMPILER }
     }
 
+    /// Where libcontainer keeps the state of this shim's containers (one directory per
+    /// namespace below it). `None`: the bundle's `options.json` root, else
+    /// `/run/containerd/<name>` (wasmbox addition, so that a private containerd's containers
+    /// never share state with the node's).
+    fn runtime_root() -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Return the supported OCI layer types
     /// This is used to filter only layers that are supported by the runtime.
     /// The default implementation returns the OCI layer type 'application/vnd.bytecodealliance.wasm.component.layer.v0+wasm'

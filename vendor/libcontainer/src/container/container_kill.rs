@@ -28,13 +28,21 @@ impl Container {
     /// # }
     /// ```
     pub fn kill<S: Into<Signal>>(&mut self, signal: S, all: bool) -> Result<(), LibcontainerError> {
+        let raw = signal.into().into_raw();
         self.refresh_status()?;
         match self.can_kill() {
             true => {
-                self.do_kill(signal, all)?;
+                let paused = self.status() == ContainerStatus::Paused;
+                self.do_kill(raw, all)?;
+                // wasmbox: a paused container that gets one signal other than SIGKILL stays
+                // frozen, the signal pending until it is resumed (only SIGKILL thaws it, as
+                // with runc): it is still paused, not stopped.
+                if paused && !all && raw != signal::Signal::SIGKILL {
+                    return Ok(());
+                }
             }
             false if all && self.status() == ContainerStatus::Stopped => {
-                self.do_kill(signal, all)?;
+                self.do_kill(raw, all)?;
             }
             false => {
                 tracing::error!(id = ?self.id(), status = ?self.status(), "cannot kill container due to incorrect state");

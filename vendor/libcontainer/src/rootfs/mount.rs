@@ -705,6 +705,11 @@ impl Mount {
                 linux::MOVE_MOUNT_T_EMPTY_PATH | linux::MOVE_MOUNT_F_EMPTY_PATH,
             )?;
         } else {
+            // wasmbox: a read-only mount of a new file system gets a read-only superblock too,
+            // as mount(2) with MS_RDONLY gives it under runc (a sysfs reads `ro` in the
+            // superblock options there); where the superblock exists already read-write (the
+            // node's sysfs, for a container in the node's network namespace), as before.
+            let superblock_ro = std::cell::Cell::new(mount_option_config.flags.contains(MsFlags::MS_RDONLY));
             let mount_fn = || -> std::result::Result<(), SyscallError> {
                 // fsopen
                 let fsfd_owned = self.syscall.fsopen(typ, 0)?;
@@ -743,8 +748,20 @@ impl Mount {
                     };
                 }
 
-                self.syscall
-                    .fsconfig(fsfd, linux::FSCONFIG_CMD_CREATE as u32, None, None, 0)?;
+                if superblock_ro.get() {
+                    self.syscall
+                        .fsconfig(fsfd, linux::FSCONFIG_SET_FLAG as u32, Some("ro"), None, 0)?;
+                }
+                if let Err(err) =
+                    self.syscall
+                        .fsconfig(fsfd, linux::FSCONFIG_CMD_CREATE as u32, None, None, 0)
+                {
+                    if superblock_ro.replace(false) {
+                        // retried (EINVAL, EBUSY) with the superblock as it is
+                        return Err(SyscallError::Nix(Errno::EINVAL));
+                    }
+                    return Err(err);
+                }
 
                 // fsmount
                 let mount_fd_owned = self.syscall.fsmount(fsfd, 0, None)?;

@@ -63,8 +63,11 @@ impl<T: Instance> InstanceData<T> {
         s.kill()?;
 
         let res = self.instance.kill(signal).await;
-        // Signalling a container thaws it (the signal must reach its processes).
-        self.paused.store(false, Ordering::SeqCst);
+        // Only SIGKILL thaws a paused container (as with runc): any other signal waits, pending,
+        // until the container is resumed, and the task stays PAUSED meanwhile.
+        if res.is_ok() && signal == 9 {
+            self.paused.store(false, Ordering::SeqCst);
+        }
         res
     }
 

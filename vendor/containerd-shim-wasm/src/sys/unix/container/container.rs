@@ -51,7 +51,10 @@ impl Container {
         self.run(
             |c, signal| {
                 let signal = Signal::try_from(signal as i32).context("invalid signal number")?;
-                Ok(c.kill(signal, true)?)
+                // wasmbox: the init process only, as containerd-shim-runc-v2 signals a task
+                // (the rest of its PID namespace ends with it); `all` would freeze and thaw
+                // the cgroup, resuming a paused container.
+                Ok(c.kill(signal, false)?)
             },
             signal,
         )

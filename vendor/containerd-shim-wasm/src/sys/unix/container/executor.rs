@@ -1,5 +1,5 @@
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::prelude::PermissionsExt;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use containerd_shimkit::AmbientRuntime;
+use futures::executor::block_on;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{
     Executor as LibcontainerExecutor, ExecutorError as LibcontainerExecutorError,
@@ -41,6 +41,7 @@ pub(crate) struct InnerExecutor<S: Shim> {
     ty: OnceCell<ExecutorType<S>>,
     wasm_layers: Vec<WasmLayer>,
     container_labels: HashMap<String, String>,
+    runtime_options: BTreeMap<String, String>,
 }
 
 impl<S: Shim> LibcontainerExecutor for Executor<S> {
@@ -68,7 +69,17 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
             ExecutorType::Wasm(container) => {
                 let ctx = self.ctx(spec);
                 log::info!("calling start function");
-                match container.run_wasi(&ctx).block_on() {
+                // wasmbox addition: no `execve` follows, so the descriptors this process
+                // inherited (close_range only marked them close-on-exec) would stay open while
+                // the guest runs. See `neutralize_inherited_descriptors`.
+                if let Err(err) = neutralize_inherited_descriptors() {
+                    log::error!("closing inherited descriptors: {err:#}");
+                    eprintln!("{}: cannot close the descriptors the container inherited: {err:#}", S::name());
+                    std::process::exit(125);
+                }
+                // wasmbox: a plain executor, not a tokio runtime of its own in every container:
+                // the engine's futures do their work when polled.
+                match block_on(container.run_wasi(&ctx)) {
                     Ok(code) => std::process::exit(code),
                     Err(err) => {
                         log::info!("error running start function: {err}");
@@ -96,21 +107,25 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
 }
 
 impl<S: Shim> Executor<S> {
-    pub fn new(wasm_layers: Vec<WasmLayer>, container_labels: HashMap<String, String>) -> Self {
+    pub fn new(
+        wasm_layers: Vec<WasmLayer>,
+        container_labels: HashMap<String, String>,
+        runtime_options: BTreeMap<String, String>,
+    ) -> Self {
         Self(Arc::new(InnerExecutor {
             ty: Default::default(),
             wasm_layers,
             container_labels,
+            runtime_options,
         }))
     }
 
     fn ctx<'a>(&'a self, spec: &'a Spec) -> WasiContext<'a> {
-        let wasm_layers = &self.0.wasm_layers;
-        let container_labels = &self.0.container_labels;
         WasiContext {
             spec,
-            wasm_layers,
-            container_labels,
+            wasm_layers: &self.0.wasm_layers,
+            container_labels: &self.0.container_labels,
+            runtime_options: &self.0.runtime_options,
         }
     }
 
@@ -121,8 +136,12 @@ impl<S: Shim> Executor<S> {
                 Ok(_) => ExecutorType::Linux,
                 Err(err) => {
                     log::debug!("error checking if linux container: {err}. Fallback to wasm container");
+                    // wasmbox addition: before the engine starts any thread (compiling does).
+                    if let Err(err) = drop_capabilities_as_exec_would() {
+                        return ExecutorType::CantHandle(format!("dropping capabilities: {err:#}"));
+                    }
                     let container = S::Sandbox::default();
-                    match container.can_handle(ctx).block_on() {
+                    match block_on(container.can_handle(ctx)) {
                         Ok(_) => ExecutorType::Wasm(container),
                         Err(err) => {
                             // log an error and return
@@ -134,6 +153,52 @@ impl<S: Shim> Executor<S> {
             }
         })
     }
+}
+
+/// Leaves this process the capabilities an `execve` would leave it (wasmbox addition).
+///
+/// libcontainer sets the spec's capability sets and then expects an `execve`, at which the
+/// kernel recomputes them: a process of a user other than root keeps only its ambient
+/// capabilities (runc's `runAsUser: 1000` process has none), root keeps the spec's. A Wasm guest
+/// runs in this very process instead, so do here what `execve` would have done. Capabilities
+/// belong to each thread: this must run before the process starts any other.
+fn drop_capabilities_as_exec_would() -> Result<()> {
+    use caps::CapSet;
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let ambient = caps::read(None, CapSet::Ambient).context("reading the ambient capabilities")?;
+    caps::set(None, CapSet::Effective, &ambient).context("setting the effective capabilities")?;
+    caps::set(None, CapSet::Permitted, &ambient).context("setting the permitted capabilities")?;
+    Ok(())
+}
+
+/// Points every descriptor above stderr at `/dev/null` (the container's own), just before a Wasm
+/// guest runs in this process (wasmbox addition).
+///
+/// The container's init process is cloned from the shim, not exec'd, so it holds what the shim
+/// held: the sockets of the shim's zygote (which runs whatever function its socket names), a
+/// procfs of the node's PID namespace (`/proc/1/root` is the node's root), containerd's log
+/// FIFO, the node's compiled-code cache. Code that escaped the Wasm sandbox could use any of
+/// them; none is needed once the guest runs. Each is replaced rather than closed, so that no
+/// descriptor number some library still holds comes to name a file the guest opens.
+fn neutralize_inherited_descriptors() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let numbers: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .context("listing /proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("opening /dev/null")?;
+    for fd in numbers.into_iter().filter(|fd| *fd > 2 && *fd != null.as_raw_fd()) {
+        // SAFETY: dup3 onto a descriptor number this process has open (or had: the one of the
+        // directory listing, now closed, is harmless to fill); it closes and replaces it
+        // atomically, and no Rust object is invalidated: the number stays a valid descriptor.
+        if unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("replacing descriptor {fd}"));
+        }
+    }
+    Ok(())
 }
 
 fn is_linux_container(ctx: &impl RuntimeContext) -> Result<()> {

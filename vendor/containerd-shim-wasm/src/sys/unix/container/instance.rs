@@ -107,10 +107,17 @@ impl<S: Shim> SandboxInstance for Instance<S> {
                     None => set_logger_kv([("instance", id.as_str())]),
                 };
 
-                let rootdir = cfg.determine_rootdir(S::name())?;
+                let rootdir = match S::runtime_root() {
+                    Some(root) => root.join(&cfg.namespace),
+                    None => cfg.determine_rootdir(S::name())?,
+                };
 
                 let mut builder = ContainerBuilder::new(id, SyscallType::Linux)
-                    .with_executor(Executor::<S>::new(modules, container_labels))
+                    .with_executor(Executor::<S>::new(
+                        modules,
+                        container_labels,
+                        cfg.config.options_as_text(),
+                    ))
                     .with_root_path(rootdir.clone())?;
 
                 if let Ok(f) = cfg.open_stdin() {

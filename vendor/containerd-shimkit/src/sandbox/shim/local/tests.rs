@@ -510,7 +510,7 @@ fn test_custom_runtime_options() -> Result<()> {
     let options = Options {
         type_url: "runtimeoptions.v1.Options".to_string(),
         config_path: "".to_string(),
-        config_body: "SystemdCgroup = true\n".to_string(),
+        config_body: "SystemdCgroup = true\nWASMBOX_PRECOMPILED = \"trust\"\nLevel = 3\n".to_string(),
     };
     let req = CreateTaskRequest {
         options: Some(Any {
@@ -525,6 +525,35 @@ fn test_custom_runtime_options() -> Result<()> {
     let config = Config::get_from_options(req.options.as_ref()).unwrap();
 
     assert!(config.systemd_cgroup);
+    // wasmbox addition: the other options reach the engine
+    let options = config.options_as_text();
+    assert_eq!(options.get("WASMBOX_PRECOMPILED").map(String::as_str), Some("trust"));
+    assert_eq!(options.get("Level").map(String::as_str), Some("3"));
+    assert!(!options.contains_key("SystemdCgroup"));
 
+    Ok(())
+}
+
+#[test]
+fn test_empty_and_path_runtime_options() -> Result<()> {
+    // wasmbox: containerd 1.6 sends an empty body for an options table it cannot map
+    let any = |options: Options| Any {
+        type_url: options.type_url.clone(),
+        value: options.encode_to_vec(),
+        special_fields: SpecialFields::default(),
+    };
+    let empty = Options { type_url: "runtimeoptions.v1.Options".to_string(), ..Default::default() };
+    assert_eq!(Config::get_from_options(Some(&any(empty))).unwrap(), Config::default());
+    // … and a ConfigPath names a file of options
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("options.toml");
+    std::fs::write(&path, "WASMBOX_PRECOMPILED = \"trust\"\n")?;
+    let from_path = Options {
+        type_url: "runtimeoptions.v1.Options".to_string(),
+        config_path: path.display().to_string(),
+        ..Default::default()
+    };
+    let config = Config::get_from_options(Some(&any(from_path))).unwrap();
+    assert_eq!(config.options_as_text().get("WASMBOX_PRECOMPILED").map(String::as_str), Some("trust"));
     Ok(())
 }
