@@ -213,19 +213,32 @@ fn missing_export_fails_clearly_naming_the_exports() {
 #[test]
 fn compiled_code_is_cached_and_reused() {
     let c = containerd();
-    let first = c.run_wasm("hello-wat", &unique_id("cache"), &[], &["/hello.wat"]);
+    let (first_id, second_id) = (unique_id("cache"), unique_id("cache"));
+    let first = c.run_wasm("hello-wat", &first_id, &[], &["/hello.wat"]);
     assert_ok(&first);
-    let second = c.run_wasm("hello-wat", &unique_id("cache"), &[], &["/hello.wat"]);
+    let second = c.run_wasm("hello-wat", &second_id, &[], &["/hello.wat"]);
     assert_ok(&second);
     assert_eq!(first.stdout, second.stdout);
-    let entries: Vec<String> = std::fs::read_dir(c.work.join("cache"))
+    // the module's entry: named by the digest of the wasm the text assembles to
+    let wasm = wat::parse_file(common::repo_root().join("examples/wat/hello.wat")).unwrap();
+    let digest = wasmbox_runtime::code::image::sha256_digest(&wasm);
+    let hex = digest.trim_start_matches("sha256:");
+    let entries: Vec<String> = std::fs::read_dir(c.cache_dir())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(hex))
         .collect();
-    assert!(entries.iter().any(|e| e.ends_with(".cwasm")), "{entries:?}");
-    let log = std::fs::read_to_string(c.work.join("containerd.log")).unwrap();
-    assert!(log.contains("/hello.wat: compiled code mapped from the cache"), "no cache hit in the log");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    // the second container, and no other's log line, says it mapped the entry
+    let mapped = format!("/hello.wat: compiled code mapped from the cache ({})", entries[0]);
+    let second_log = c.log_of(&second_id);
+    assert!(second_log.iter().any(|l| l.contains(&mapped)), "no cache hit for {second_id}: {second_log:#?}");
+    let first_log = c.log_of(&first_id);
+    assert!(
+        first_log.iter().any(|l| l.contains("/hello.wat: compiled in") || l.contains(&mapped)),
+        "{first_id} neither compiled nor mapped: {first_log:#?}"
+    );
 }
 
 #[test]
@@ -251,8 +264,8 @@ fn wordcount_tool_reads_a_mounted_file_and_writes_into_a_mounted_directory() {
 }
 
 #[test]
-fn python_component_starts_from_its_precompiled_code() {
-    let c = containerd();
+fn python_component_starts_from_its_precompiled_code_on_a_trusting_node() {
+    let c = common::trusting_containerd();
     let id = unique_id("python");
     let run = c.run_wasm("python", &id, &["--env", "GREETING=hi"], &["/hello.wasm", "one", "two"]);
     assert_ok(&run);
@@ -269,7 +282,7 @@ fn python_component_starts_from_its_precompiled_code() {
 
 #[test]
 fn stale_precompiled_code_is_refused_and_the_module_compiled() {
-    let c = containerd();
+    let c = common::trusting_containerd();
     // Another set of Wasm features is another engine: the image's code was not made for it.
     let id = unique_id("stale");
     let run = c.run_wasm("hello-precompiled", &id, &["--annotation", "wasmbox.io/wasm-features=-simd"], &[]);
@@ -307,4 +320,21 @@ fn node_installer_image_has_working_tools() {
     let run = c.run_with(None, "node-installer", &id, &[], &["/bin/busybox", "sh", "-c", "ls /opt/wasmbox; sh /opt/wasmbox/install.sh; echo exit=$?"]);
     assert_eq!(run.stdout, "containerd-config.sh\ncontainerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n", "{run:?}");
     assert!(run.stderr.contains("install.sh install|uninstall"), "{run:?}");
+}
+
+#[test]
+fn exit_statuses_come_from_containerd_for_the_exact_task() {
+    // Two tasks whose ids share a prefix: the stopped `ID0` (exit 3) must not be taken for `ID`
+    // (which ends with SIGKILL), as a prefix match of `ctr tasks ls` would.
+    let c = containerd();
+    let id = unique_id("exact");
+    let sibling = format!("{id}0");
+    c.start_detached("probe", &sibling, &[], &["/probe.wasm", "exit", "3"]);
+    c.start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "30"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
+    assert_eq!(c.wait_stopped(&id), 137);
+    assert_eq!(c.wait_stopped(&sibling), 3);
+    c.assert_no_leftovers(&id);
+    c.assert_no_leftovers(&sibling);
 }

@@ -5,12 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{containerd, http, start_detached, unique_id, wait_for_server, wait_stopped};
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{containerd, free_port, http, start_detached, unique_id, wait_for_server, wait_stopped};
 
 #[test]
 fn http_component_serves_requests_and_stops_gracefully_on_sigterm() {
@@ -67,5 +62,73 @@ fn http_address_in_use_fails_clearly() {
     let run = c.run_wasm("hello-http", &id, &["--net-host", "--annotation", &address], &[]);
     assert_eq!(run.code, 126, "{run:?}");
     assert!(run.stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{}", run.stderr);
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn a_request_that_runs_too_long_is_stopped_while_others_are_served() {
+    let c = containerd();
+    let port = free_port();
+    let id = unique_id("http-spin");
+    let address = format!("wasmbox.io/http-address=127.0.0.1:{port}");
+    start_detached("hello-http", &id, &["--net-host", "--annotation", &address, "--annotation", "wasmbox.io/http-request-timeout=3s"], &[]);
+    wait_for_server(port);
+    // More spinning requests than the server has threads: each yields at every epoch tick, so
+    // the server still answers others meanwhile, and each is stopped at its time limit.
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spins: Vec<_> = (0..4)
+        .map(|n| {
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                let answer = http(port, "GET", "/spin", "");
+                finished.lock().unwrap().push(format!("spin {n}"));
+                answer
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = http(port, "GET", "/while-spinning", "").unwrap();
+    finished.lock().unwrap().push("hello".into());
+    assert_eq!(status, 200, "{body}");
+    for spin in spins {
+        let (status, body) = spin.join().unwrap().unwrap();
+        assert_eq!(status, 500, "{body}");
+        assert!(body.contains("the request ran longer than its limit of 3s"), "{body}");
+    }
+    assert_eq!(finished.lock().unwrap()[0], "hello", "a spinning request held up the others: {:?}", finished.lock().unwrap());
+    assert_eq!(http(port, "GET", "/", "").unwrap().0, 200, "the server survives");
+    assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
+    assert_eq!(wait_stopped(&id), 0);
+    c.assert_no_leftovers(&id);
+}
+
+#[test]
+fn requests_together_stay_within_the_containers_memory_limit() {
+    let c = containerd();
+    let port = free_port();
+    let id = unique_id("http-memory");
+    let address = format!("wasmbox.io/http-address=127.0.0.1:{port}");
+    // 24 MiB of the limit are the host's: the guests' memories together get 64 MiB
+    let limit = ((24 + 64) << 20).to_string();
+    start_detached("hello-http", &id, &["--net-host", "--annotation", &address, "--memory-limit", &limit], &[]);
+    wait_for_server(port);
+    assert_eq!(http(port, "GET", "/grow?mib=40", "").unwrap(), (200, "grew 40 MiB\n".to_owned()), "one request alone");
+    // while one request holds 40 MiB, another cannot take 40 more
+    let holder = std::thread::spawn(move || http(port, "GET", "/hold?mib=40&ms=2000", ""));
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, body) = http(port, "GET", "/grow?mib=40", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let got: u32 = body
+        .trim()
+        .strip_prefix("memory.grow refused after ")
+        .and_then(|rest| rest.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the second request was not limited: {body}"));
+    assert!(got < 40, "{body}");
+    assert_eq!(holder.join().unwrap().unwrap(), (200, "grew 40 MiB\n".to_owned()));
+    // its memory is given back when it ends
+    assert_eq!(http(port, "GET", "/grow?mib=40", "").unwrap(), (200, "grew 40 MiB\n".to_owned()));
+    assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
+    assert_eq!(wait_stopped(&id), 0);
     c.assert_no_leftovers(&id);
 }

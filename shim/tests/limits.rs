@@ -5,6 +5,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::cgroups::{CgroupLayout, Knob};
 use common::{NAMESPACE, Run, containerd, unique_id, wait_stopped};
 
 fn start_detached(id: &str, flags: &[&str], args: &[&str]) {
@@ -19,9 +20,9 @@ fn probe(flags: &[&str], args: &[&str]) -> Run {
     run
 }
 
-fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
-    let path = format!("/sys/fs/cgroup/{controller}/{NAMESPACE}/{id}/{file}");
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}")).trim().to_owned()
+/// The value of `knob` in container `id`'s cgroup, on this node's cgroup layout.
+fn cgroup(id: &str, knob: Knob) -> String {
+    CgroupLayout::detect().read(&format!("/{NAMESPACE}/{id}"), knob)
 }
 
 #[test]
@@ -30,12 +31,12 @@ fn cgroup_limits_apply_and_sigterm_stops_a_spinning_guest() {
     let id = unique_id("spin");
     let flags = ["--memory-limit", "67108864", "--cpu-quota", "50000", "--cpu-period", "100000", "--cpu-shares", "512"];
     start_detached(&id, &flags, &["/probe.wasm", "spin"]);
-    assert_eq!(cgroup_file("memory", &id, "memory.limit_in_bytes"), "67108864");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.shares"), "512");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_quota_us"), "50000");
-    assert_eq!(cgroup_file("cpu", &id, "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup(&id, Knob::MemoryLimit), "67108864");
+    assert!(CgroupLayout::detect().has_cpu_shares(&format!("/{NAMESPACE}/{id}"), 512));
+    assert_eq!(cgroup(&id, Knob::CpuQuota), "50000");
+    assert_eq!(cgroup(&id, Knob::CpuPeriod), "100000");
     let (_, pid, _) = task_row(&id);
-    assert_eq!(cgroup_file("memory", &id, "cgroup.procs"), pid, "the guest runs in the container's cgroup");
+    assert_eq!(cgroup(&id, Knob::Procs), pid, "the guest runs in the container's cgroup");
 
     // `ctr task metrics` shows the container's cgroup: its usage and its limits
     let metrics = task_metrics(&id);
@@ -73,8 +74,8 @@ fn pids_limit_from_the_spec_applies() {
     let run = c.ctr_output(&["run", "-d", "--runtime", common::WASMBOX, "--config", config.to_str().unwrap(), &id]);
     assert!(run.status.success(), "{run:?}");
 
-    assert_eq!(cgroup_file("pids", &id, "pids.max"), "32");
-    let current: u32 = cgroup_file("pids", &id, "pids.current").parse().unwrap();
+    assert_eq!(cgroup(&id, Knob::PidsMax), "32");
+    let current: u32 = cgroup(&id, Knob::PidsCurrent).parse().unwrap();
     assert!((1..=32).contains(&current), "{current}");
     assert_eq!(task_metrics(&id)["pids.limit"], 32);
     assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
@@ -100,13 +101,13 @@ fn ps_pause_resume_and_exec_through_ctr() {
     // pause freezes it: no CPU time passes; resume thaws it
     assert!(c.ctr_output(&["tasks", "pause", &id]).status.success());
     assert_eq!(status(&id), "PAUSED");
-    assert_eq!(cgroup_file("freezer", &id, "freezer.state"), "FROZEN");
+    assert_eq!(cgroup(&id, Knob::Freezer), "FROZEN");
     let frozen_at = task_metrics(&id)["cpuacct.usage"];
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(task_metrics(&id)["cpuacct.usage"], frozen_at, "a paused guest must not run");
     assert!(c.ctr_output(&["tasks", "resume", &id]).status.success());
     assert_eq!(status(&id), "RUNNING");
-    assert_eq!(cgroup_file("freezer", &id, "freezer.state"), "THAWED");
+    assert_eq!(cgroup(&id, Knob::Freezer), "THAWED");
     std::thread::sleep(Duration::from_millis(300));
     assert!(task_metrics(&id)["cpuacct.usage"] > frozen_at, "a resumed guest runs again");
 

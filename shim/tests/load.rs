@@ -61,15 +61,15 @@ fn sequential_and_concurrent_runs_leave_nothing_behind() {
         if shims > 0 {
             left.push(format!("{shims} shim processes"));
         }
-        let task_dir = format!("io.containerd.runtime.v2.task/{NAMESPACE}/");
+        let task_dir = format!("{}/state/io.containerd.runtime.v2.task/{NAMESPACE}/", c.work.display());
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         left.extend(mounts.lines().filter(|l| l.contains(&task_dir)).map(|l| format!("mount {l}")));
-        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            if let Ok(children) = std::fs::read_dir(controller.path().join(NAMESPACE)) {
+        for dir in common::CgroupLayout::detect().dirs(&format!("/{NAMESPACE}")) {
+            if let Ok(children) = std::fs::read_dir(dir) {
                 left.extend(children.flatten().filter(|e| e.path().is_dir()).map(|e| format!("cgroup {}", e.path().display())));
             }
         }
-        if let Ok(states) = std::fs::read_dir(format!("/run/containerd/wasmbox/{NAMESPACE}")) {
+        if let Ok(states) = std::fs::read_dir(c.state_dir().join(NAMESPACE)) {
             left.extend(states.flatten().map(|e| format!("runtime state {}", e.path().display())));
         }
         if left.is_empty() {

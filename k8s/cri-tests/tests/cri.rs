@@ -208,9 +208,9 @@ fn assert_pod_left_nothing(pod: &Pod) {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         left.extend(mounts.lines().filter(|l| l.contains(&pod.id)).map(|l| format!("mount {l}")));
         let ids: Vec<String> = std::iter::once(pod.id.clone()).chain(pod.containers.lock().unwrap().iter().cloned()).collect();
-        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            for id in &ids {
-                let dir = controller.path().join(CGROUP_PARENT.trim_start_matches('/')).join(id);
+        let layout = common::CgroupLayout::detect();
+        for id in &ids {
+            for dir in layout.dirs(&format!("{CGROUP_PARENT}/{id}")) {
                 if dir.is_dir() {
                     left.push(format!("cgroup {}", dir.display()));
                 }
@@ -224,9 +224,9 @@ fn assert_pod_left_nothing(pod: &Pod) {
     }
 }
 
-fn cgroup_value(controller: &str, container_id: &str, file: &str) -> Option<String> {
-    let base = Path::new("/sys/fs/cgroup").join(controller).join(CGROUP_PARENT.trim_start_matches('/'));
-    std::fs::read_to_string(base.join(container_id).join(file)).ok().map(|v| v.trim().to_owned())
+/// The value of `knob` in a CRI container's cgroup, on this node's cgroup layout.
+fn cgroup_value(container_id: &str, knob: common::cgroups::Knob) -> String {
+    common::CgroupLayout::detect().read(&format!("{CGROUP_PARENT}/{container_id}"), knob)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,8 +261,8 @@ async fn pods_run_wasm_containers_through_cri() {
     sleeper.args = vec!["sleep".into(), "2".into()];
     sleeper.linux = limits.clone();
     let id = start_container(&mut cri, &pod, sleeper).await;
-    assert_eq!(cgroup_value("memory", &id, "memory.limit_in_bytes").as_deref(), Some("67108864"));
-    assert_eq!(cgroup_value("cpu", &id, "cpu.cfs_quota_us").as_deref(), Some("50000"));
+    assert_eq!(cgroup_value(&id, common::cgroups::Knob::MemoryLimit), "67108864");
+    assert_eq!(cgroup_value(&id, common::cgroups::Knob::CpuQuota), "50000");
     // the kubelet's figures (`kubectl top`) come from the task's metrics
     let stats = cri
         .container_stats(ContainerStatsRequest { container_id: id.clone() })
@@ -331,14 +331,15 @@ async fn wasm_oci_artifacts_run_through_cri() {
     let (code, out) = run_container(&mut cri, &pod, component).await;
     assert_eq!(code, 0, "{out:?}");
     assert_eq!(out.first().map(String::as_str), Some("Hello from a Rust component on wasmbox (wasm32-wasip2)!"));
-    // A JavaScript component with a precompiled-code layer: the shim uses it, no compiling.
+    // A JavaScript component with a precompiled-code layer: this node does not trust image
+    // code (the default), so it compiles the component itself.
     let mut js = container("js", "js-artifact");
     js.command = vec!["hello.wasm".into()];
     let (id, code, out) = run_container_with_id(&mut cri, &pod, js).await;
     assert_eq!((code, out.as_slice()), (0, &["Hello from JavaScript in WebAssembly!".to_owned(), "sum of 1..10 = 55".to_owned()][..]));
     let log = containerd().log_of(&id);
-    assert!(log.iter().any(|l| l.contains("using the image's precompiled code")), "{log:#?}");
-    assert!(!log.iter().any(|l| l.contains("compiled in")), "it compiled: {log:#?}");
+    assert!(log.iter().any(|l| l.contains("precompiled code in the image ignored")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("compiled in")), "it did not compile: {log:#?}");
     remove_pod(&mut cri, &pod).await;
     assert_pod_left_nothing(&pod);
 }
@@ -508,4 +509,140 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
     assert!(!shim.exists());
     let mut cri = client_at(containerd.work.join("containerd.sock")).await;
     assert!(try_run_pod(&mut cri, &containerd.work, "after", HashMap::new()).await.is_err());
+}
+
+/// A containerd whose wasmbox runtime trusts image code through its CRI runtime options.
+fn trusting() -> &'static common::Containerd {
+    static TRUSTING: std::sync::OnceLock<common::Containerd> = std::sync::OnceLock::new();
+    TRUSTING.get_or_init(|| common::Containerd::start("trusting-cri", &[("WASMBOX_CRI_OPTIONS", "WASMBOX_PRECOMPILED = \"trust\"")]))
+}
+
+/// Imports the forged artifact (W's Wasm layer, X's code as its precompiled layer) into `c`'s
+/// CRI namespace.
+fn forged_artifact_in(c: &common::Containerd) {
+    let dir = c.work.join("forged");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar = common::forge::forged_artifact(&dir);
+    c.import_tar("k8s.io", "forged-artifact", &tar);
+    let shadow = common::forge::shadow_artifact(&dir, &common::images_dir().join("hello-artifact.tar"));
+    c.import_tar("k8s.io", "a-shadow-artifact", &shadow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_artifact_code_runs_only_on_a_trusting_node_and_only_for_its_image() {
+    use common::forge::{FORGED_OUTPUT, INNOCENT_OUTPUT};
+    let innocent = INNOCENT_OUTPUT.trim_end().to_owned();
+    let forged = FORGED_OUTPUT.trim_end().to_owned();
+    // By default the node compiles the artifact's Wasm layer itself.
+    forged_artifact_in(containerd());
+    let mut cri = cri_with(&["pause"]).await;
+    let pod = run_pod(&mut cri, "forged-default", HashMap::new()).await;
+    let mut attack = container("forged", "forged-artifact");
+    attack.command = vec!["hello.wasm".into()];
+    let (id, code, out) = run_container_with_id(&mut cri, &pod, attack.clone()).await;
+    assert_eq!((code, out.clone()), (0, vec![innocent.clone()]), "{:#?}", containerd().log_of(&id));
+    assert!(containerd().log_of(&id).iter().any(|l| l.contains("precompiled code in the image ignored")));
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
+
+    // A node whose runtime options trust image code runs it, for that image only.
+    let t = trusting();
+    forged_artifact_in(t);
+    for image in ["pause", "hello-artifact", "js-artifact"] {
+        t.image_in("k8s.io", image);
+    }
+    let mut cri = client_at(t.socket()).await;
+    let pod = try_run_pod(&mut cri, &t.work, "forged-trusted", HashMap::new()).await.expect("RunPodSandbox");
+    let (_, code, out) = run_container_with_id(&mut cri, &pod, attack.clone()).await;
+    assert_eq!((code, out), (0, vec![forged.clone()]));
+    let mut hello = container("innocent", "hello-artifact");
+    hello.command = vec!["hello.wasm".into()];
+    let (_, code, out) = run_container_with_id(&mut cri, &pod, hello).await;
+    assert_eq!((code, out), (0, vec![innocent.clone()]), "an innocent artifact of W gets the node's code");
+    // An image with the innocent one's very config (one image for CRI) and X's code in a layer
+    // that config does not list: whichever manifest CRI picks, that layer is not used.
+    let mut shadow = container("shadow", "a-shadow-artifact");
+    shadow.command = vec!["hello.wasm".into()];
+    let (id, code, out) = run_container_with_id(&mut cri, &pod, shadow).await;
+    assert_eq!((code, out), (0, vec![innocent.clone()]), "an unbound code layer ran");
+    let mut hello = container("innocent-again", "hello-artifact");
+    hello.command = vec!["hello.wasm".into()];
+    let (_, code, out) = run_container_with_id(&mut cri, &pod, hello).await;
+    assert_eq!((code, out), (0, vec![innocent.clone()]));
+    let _ = id;
+    // CRI did take them for one image: a manifest with the unbound layer was read, and the layer
+    // left out.
+    let log = std::fs::read_to_string(t.work.join("containerd.log")).unwrap();
+    assert!(log.contains("is not bound by the image config's layerDigests: ignored"), "the shadow image was never read");
+    // the same W in a tar image, through ctr, on the same node and cache
+    let run = t.run_wasm("hello", &common::unique_id("innocent-tar"), &[], &[]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, INNOCENT_OUTPUT), "{run:#?}");
+    // and an honest precompiled layer is used as such
+    let mut js = container("js", "js-artifact");
+    js.command = vec!["hello.wasm".into()];
+    let (id, code, _) = run_container_with_id(&mut cri, &pod, js).await;
+    assert_eq!(code, 0);
+    let log = t.log_of(&id);
+    assert!(log.iter().any(|l| l.contains("using the image's precompiled code")), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("compiled in")), "it compiled: {log:#?}");
+    remove_pod(&mut cri, &pod).await;
+}
+
+/// The PIDs containerd lists for a CRI container.
+fn cri_pids(c: &common::Containerd, id: &str) -> Vec<u32> {
+    let out = std::process::Command::new("ctr").arg("-a").arg(c.socket()).args(["-n", "k8s.io", "tasks", "ps", id]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_containers_hold_no_host_handle_and_are_confined_as_runc_confines() {
+    let mut cri = cri_with(&["pause", "probe", "busybox", "hello-artifact"]).await;
+    let pod = run_pod(&mut cri, "confinement", HashMap::new()).await;
+    let seccomp = SecurityProfile { profile_type: security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() };
+    let contexts = [
+        LinuxContainerSecurityContext::default(),
+        LinuxContainerSecurityContext { run_as_user: Some(Int64Value { value: 1000 }), readonly_rootfs: true, ..Default::default() },
+        LinuxContainerSecurityContext { seccomp: Some(seccomp), no_new_privs: true, ..Default::default() },
+    ];
+    for (n, context) in contexts.into_iter().enumerate() {
+        let context = LinuxContainerSecurityContext { namespace_options: Some(kubelet_namespaces()), ..context };
+        let mut wasm = container(&format!("wasm-{n}"), "probe");
+        wasm.command = vec!["/probe.wasm".into(), "sleep".into(), "30".into()];
+        wasm.linux.as_mut().unwrap().security_context = Some(context.clone());
+        let mut linux = container(&format!("linux-{n}"), "busybox");
+        linux.command = vec!["/bin/busybox".into(), "sleep".into(), "30".into()];
+        linux.linux.as_mut().unwrap().security_context = Some(context);
+        let wasm = start_container(&mut cri, &pod, wasm).await;
+        let linux = start_container(&mut cri, &pod, linux).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let wasm_pids = cri_pids(containerd(), &wasm);
+        let found = common::hygiene::host_handles(&wasm_pids, &containerd().cache_dir());
+        assert!(found.is_empty(), "case {n}: host handles:\n{}", found.join("\n"));
+        let view = |pid: u32| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let keys = ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"];
+            let status: Vec<String> = status.lines().filter(|l| keys.iter().any(|k| l.starts_with(k))).map(str::to_owned).collect();
+            let mounts: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let (before, after) = line.split_once(" - ").unwrap();
+                    let fields: Vec<&str> = before.split(' ').collect();
+                    let fs_type = after.split(' ').next().unwrap_or_default();
+                    // the files CRI binds in (hosts, resolv.conf, termination log) come from each
+                    // container's own directory: compare where and how, not from where
+                    format!("{} {} {fs_type}", fields[4], fields[5])
+                })
+                .collect();
+            (status, mounts)
+        };
+        let (wasm_view, linux_view) = (view(wasm_pids[0]), view(cri_pids(containerd(), &linux)[0]));
+        assert_eq!(wasm_view.0, linux_view.0, "case {n}: /proc/PID/status differs from runc's");
+        assert_eq!(wasm_view.1, linux_view.1, "case {n}: the mount table differs from runc's");
+        for id in [&wasm, &linux] {
+            cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.expect("StopContainer");
+        }
+    }
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
 }

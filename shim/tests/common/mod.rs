@@ -1,11 +1,16 @@
-//! End-to-end test harness: one private containerd per test binary, driven through the real `ctr`.
+//! End-to-end test harness: private containerds, driven through the real `ctr` and containerd's API.
 //!
-//! The containerd is started by `scripts/containerd.sh` (the same script the demo and the
-//! benchmarks use) with the shim this build produced, and stopped by its PID when the test
+//! Each test binary starts its own containerd with `scripts/containerd.sh` (the same script the
+//! demo and the benchmarks use) and the shim this build produced; a test may start more (with
+//! other node settings) with [`Containerd::start`]. All are stopped by their PIDs when the test
 //! binary exits. Images come from `make images`. Missing root, containerd or images make every
 //! test fail with the reason: nothing is skipped.
 
 #![allow(dead_code)]
+
+pub mod cgroups;
+pub mod forge;
+pub mod hygiene;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -14,6 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{DeleteContainerRequest, DeleteTaskRequest, WaitRequest};
+use containerd_client::tonic::Request;
+use containerd_client::with_namespace;
+
+pub use cgroups::CgroupLayout;
 
 pub const WASMBOX: &str = "io.containerd.wasmbox.v1";
 pub const NAMESPACE: &str = "wasmbox-test";
@@ -34,18 +47,21 @@ pub struct Run {
 }
 
 static CONTAINERD: OnceLock<Containerd> = OnceLock::new();
+/// Work directories of every containerd this test binary started, stopped at exit.
+static STARTED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 
 extern "C" fn stop_at_exit() {
-    if let Some(containerd) = CONTAINERD.get() {
-        let _ = Command::new(&containerd.script).arg("stop").arg(&containerd.work).status();
+    let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    for (script, work) in started {
+        let _ = Command::new(&script).arg("stop").arg(&work).status();
         if std::env::var_os("WASMBOX_KEEP_WORK").is_none() {
-            let _ = std::fs::remove_dir_all(&containerd.work);
+            let _ = std::fs::remove_dir_all(&work);
         }
     }
 }
 
 /// The repository: the nearest ancestor of the testing crate that has `scripts/containerd.sh`.
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .find(|dir| dir.join("scripts/containerd.sh").is_file())
@@ -53,33 +69,63 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The images directory: `$WASMBOX_IMAGES`, else `wasmbox-images` in this build's target dir.
-fn images_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WASMBOX_IMAGES") {
-        return PathBuf::from(dir);
-    }
-    // …/target/release/deps/test-binary → …/target/wasmbox-images
+/// The build's target directory (…/target/release/deps/test-binary → …/target).
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors().nth(3).expect("target dir").join("wasmbox-images")
+    exe.ancestors().nth(3).expect("target dir").to_owned()
 }
 
-/// The shim this build produced: cargo names it for the shim crate's own tests; other crates'
-/// tests (the CRI tests in `k8s/`) find it beside their own binary's `deps/` directory.
-fn shim_binary() -> PathBuf {
-    match option_env!("CARGO_BIN_EXE_containerd-shim-wasmbox-v1") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let exe = std::env::current_exe().expect("current exe");
-            let shim = exe.ancestors().nth(2).expect("profile dir").join("containerd-shim-wasmbox-v1");
-            assert!(shim.is_file(), "no shim at {}: run `make build` first", shim.display());
-            shim
+/// The images directory: `$WASMBOX_IMAGES`, else `wasmbox-images` in this build's target dir.
+pub fn images_dir() -> PathBuf {
+    match std::env::var_os("WASMBOX_IMAGES") {
+        Some(dir) => PathBuf::from(dir),
+        None => target_dir().join("wasmbox-images"),
+    }
+}
+
+/// A guest built by `make images`: `wasm32-wasip1/release/NAME`, …
+pub fn guest(relative: &str) -> PathBuf {
+    let path = target_dir().join(relative);
+    assert!(path.is_file(), "no guest at {}: run `make images`", path.display());
+    path
+}
+
+/// A binary of this build (`containerd-shim-wasmbox-v1`, `wasmbox`): cargo names the shim for
+/// the shim crate's own tests; other binaries and crates find them beside `deps/`.
+///
+/// `WASMBOX_TEST_SHIM` runs the suite against another shim build (an older commit's, to watch a
+/// test fail on the defect it guards against).
+pub fn binary(name: &str) -> PathBuf {
+    if name == "containerd-shim-wasmbox-v1" {
+        if let Some(path) = std::env::var_os("WASMBOX_TEST_SHIM") {
+            return PathBuf::from(path);
+        }
+        if let Some(path) = option_env!("CARGO_BIN_EXE_containerd-shim-wasmbox-v1") {
+            return PathBuf::from(path);
         }
     }
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe.ancestors().nth(2).expect("profile dir").join(name);
+    assert!(path.is_file(), "no {name} at {}: run `make build` first", path.display());
+    path
 }
 
 /// The private containerd of this test binary, started on first use.
 pub fn containerd() -> &'static Containerd {
-    CONTAINERD.get_or_init(|| {
+    CONTAINERD.get_or_init(|| Containerd::start("main", &[]))
+}
+
+/// A second private containerd of this test binary, whose node setting trusts the native code
+/// images ship (`WASMBOX_PRECOMPILED=trust` in its environment), started on first use.
+pub fn trusting_containerd() -> &'static Containerd {
+    static TRUSTING: OnceLock<Containerd> = OnceLock::new();
+    TRUSTING.get_or_init(|| Containerd::start("trusting", &[("WASMBOX_PRECOMPILED", "trust")]))
+}
+
+impl Containerd {
+    /// Starts another private containerd, `label` naming its work directory; `env` goes to
+    /// `scripts/containerd.sh start` (`WASMBOX_PRECOMPILED`, `WASMBOX_CRI_OPTIONS`).
+    pub fn start(label: &str, env: &[(&str, &str)]) -> Containerd {
         assert_eq!(unsafe { libc::geteuid() }, 0, "the end-to-end tests need root (they run containerd)");
         let images = images_dir();
         assert!(
@@ -87,28 +133,50 @@ pub fn containerd() -> &'static Containerd {
             "no example images in {}: run `make images` (or `make test`) first",
             images.display()
         );
-        let binary = std::env::current_exe().expect("current exe");
-        let name = binary.file_name().unwrap().to_string_lossy().into_owned();
-        let work = PathBuf::from(format!("/tmp/wasmbox-e2e-{name}-{}", std::process::id()));
+        let binary_name = std::env::current_exe().expect("current exe");
+        let name = binary_name.file_name().unwrap().to_string_lossy().into_owned();
+        let work = PathBuf::from(format!("/tmp/wasmbox-e2e-{name}-{label}-{}", std::process::id()));
         let script = repo_root().join("scripts/containerd.sh");
-        let shim = shim_binary();
-        let status = Command::new(&script)
-            .args(["start"])
-            .arg(&work)
-            .arg(shim)
-            .status()
-            .expect("running scripts/containerd.sh");
+        let mut command = Command::new(&script);
+        command.arg("start").arg(&work).arg(binary("containerd-shim-wasmbox-v1"));
+        command.env_remove("WASMBOX_PRECOMPILED").env_remove("WASMBOX_CRI_OPTIONS").envs(env.iter().copied());
+        {
+            let mut started = STARTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if started.is_empty() {
+                unsafe { libc::atexit(stop_at_exit) };
+            }
+            started.push((script.clone(), work.clone()));
+        }
+        let status = command.status().expect("running scripts/containerd.sh");
         assert!(status.success(), "the private containerd did not start (see above)");
-        unsafe { libc::atexit(stop_at_exit) };
         Containerd { work, script, images, imported: Mutex::new(HashSet::new()) }
-    })
-}
+    }
 
-impl Containerd {
     /// Restarts containerd alone: running shims and containers stay.
     pub fn restart(&self) {
         let status = Command::new(&self.script).arg("restart").arg(&self.work).status().expect("restart");
         assert!(status.success(), "containerd did not restart");
+    }
+
+    /// Stops this containerd now (as at exit), removing what it left.
+    pub fn stop(&self) {
+        let status = Command::new(&self.script).arg("stop").arg(&self.work).status().expect("stop");
+        assert!(status.success(), "containerd.sh stop failed");
+    }
+
+    /// The socket of its API.
+    pub fn socket(&self) -> PathBuf {
+        self.work.join("containerd.sock")
+    }
+
+    /// The node cache of its shims (`WASMBOX_CACHE_DIR`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.work.join("cache")
+    }
+
+    /// Where its shims keep the containers' runtime state (`WASMBOX_STATE_DIR`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.work.join("run")
     }
 
     /// PIDs of the wasmbox shims serving container `id`.
@@ -118,7 +186,8 @@ impl Containerd {
             let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-wasmbox-v1"));
-            if is_shim && args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes()) {
+            let ours = args.windows(2).any(|w| w[0] == b"-address" && w[1] == self.socket().as_os_str().as_encoded_bytes());
+            if is_shim && ours && args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes()) {
                 pids.extend(entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()));
             }
         }
@@ -135,7 +204,7 @@ impl Containerd {
     /// `ctr` against this containerd in the test namespace.
     pub fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.arg("-a").arg(self.work.join("containerd.sock")).args(["-n", NAMESPACE]);
+        cmd.arg("-a").arg(self.socket()).args(["-n", NAMESPACE]);
         cmd
     }
 
@@ -151,6 +220,11 @@ impl Containerd {
 
     /// Imports image `name` once into containerd namespace `namespace` (`k8s.io` for CRI).
     pub fn image_in(&self, namespace: &str, name: &str) -> String {
+        self.import_tar(namespace, name, &self.images.join(format!("{name}.tar")))
+    }
+
+    /// Imports the image tarball `tar` (named `name`, image `localhost/wasmbox/NAME:latest`) once.
+    pub fn import_tar(&self, namespace: &str, name: &str, tar: &Path) -> String {
         let reference = format!("localhost/wasmbox/{name}:latest");
         // A panic elsewhere must not poison every later import.
         let mut imported = self.imported.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -158,11 +232,11 @@ impl Containerd {
             // containerd 1.6 cannot unpack Wasm artifacts: import them without unpacking (CRI
             // runs them from the content store); tar-layer images are unpacked as usual.
             let unpack = if name.ends_with("-artifact") { "--no-unpack" } else { "--all-platforms" };
-            let tar = self.images.join(format!("{name}.tar"));
             let out = Command::new("ctr")
                 .arg("-a")
-                .arg(self.work.join("containerd.sock"))
-                .args(["-n", namespace, "images", "import", "--all-platforms", unpack, tar.to_str().unwrap()])
+                .arg(self.socket())
+                .args(["-n", namespace, "images", "import", "--all-platforms", unpack])
+                .arg(tar)
                 .output()
                 .expect("running ctr");
             assert!(out.status.success(), "ctr images import {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
@@ -178,12 +252,17 @@ impl Containerd {
     /// `ctr run --rm` with `runtime` (None: containerd's default, runc).
     pub fn run_with(&self, runtime: Option<&str>, image: &str, id: &str, flags: &[&str], args: &[&str]) -> Run {
         let reference = self.image(image);
+        self.run_reference(runtime, &reference, id, flags, args)
+    }
+
+    /// `ctr run --rm` of an image already imported.
+    pub fn run_reference(&self, runtime: Option<&str>, reference: &str, id: &str, flags: &[&str], args: &[&str]) -> Run {
         let mut cmd = self.ctr();
         cmd.args(["run", "--rm"]);
         if let Some(runtime) = runtime {
             cmd.args(["--runtime", runtime]);
         }
-        cmd.args(flags).arg(&reference).arg(id).args(args);
+        cmd.args(flags).arg(reference).arg(id).args(args);
         let out = cmd.output().expect("running ctr run");
         Run {
             code: out.status.code().unwrap_or(-1),
@@ -192,8 +271,57 @@ impl Containerd {
         }
     }
 
+    /// Starts `args` detached in `image` with the wasmbox runtime.
+    pub fn start_detached(&self, image: &str, id: &str, flags: &[&str], args: &[&str]) {
+        let image = self.image(image);
+        let mut all = vec!["run", "-d", "--runtime", WASMBOX];
+        all.extend_from_slice(flags);
+        all.push(&image);
+        all.push(id);
+        all.extend_from_slice(args);
+        let out = self.ctr_output(&all);
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// The PID and status of task `id` in `ctr tasks ls`.
+    pub fn task(&self, id: &str) -> Option<(u32, String)> {
+        let out = self.ctr_output(&["tasks", "ls"]);
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.first() == Some(&id)).then(|| (fields[1].parse().unwrap_or(0), fields.get(2).unwrap_or(&"").to_string()))
+        })
+    }
+
+    /// Waits (at most 30 s) for task `id` to exit, deletes it and its container through
+    /// containerd's API, and returns the exit status containerd recorded.
+    pub fn wait_stopped(&self, id: &str) -> u32 {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        runtime.block_on(async {
+            let channel = containerd_client::connect(self.socket()).await.expect("connecting to containerd");
+            let mut tasks = TasksClient::new(channel.clone());
+            let wait = WaitRequest { container_id: id.to_owned(), exec_id: String::new() };
+            let waited = tokio::time::timeout(Duration::from_secs(30), tasks.wait(with_namespace!(wait, NAMESPACE)))
+                .await
+                .unwrap_or_else(|_| panic!("task {id} did not stop within 30 s"))
+                .unwrap_or_else(|err| panic!("waiting for task {id}: {err}"))
+                .into_inner();
+            let deleted = tasks
+                .delete(with_namespace!(DeleteTaskRequest { container_id: id.to_owned() }, NAMESPACE))
+                .await
+                .unwrap_or_else(|err| panic!("deleting task {id}: {err}"))
+                .into_inner();
+            assert_eq!(deleted.exit_status, waited.exit_status, "containerd recorded two exit statuses for {id}");
+            ContainersClient::new(channel)
+                .delete(with_namespace!(DeleteContainerRequest { id: id.to_owned() }, NAMESPACE))
+                .await
+                .unwrap_or_else(|err| panic!("deleting container {id}: {err}"));
+            waited.exit_status
+        })
+    }
+
     /// Asserts that container `id` left nothing: no containerd task or container, no shim
-    /// process, no mount, no cgroup. Shims exit a moment after `ctr` returns, so this waits a little.
+    /// process, no mount, no cgroup, no runtime state. Shims exit a moment after `ctr` returns,
+    /// so this waits a little.
     pub fn assert_no_leftovers(&self, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -223,49 +351,28 @@ impl Containerd {
         for line in mountinfo.lines().filter(|l| l.contains(id)) {
             found.push(format!("mount {line}"));
         }
-        for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let dir = controller.path().join(NAMESPACE).join(id);
+        for dir in CgroupLayout::detect().dirs(&format!("/{NAMESPACE}/{id}")) {
             if dir.exists() {
                 found.push(format!("cgroup {}", dir.display()));
             }
+        }
+        let state = self.state_dir().join(NAMESPACE).join(id);
+        if state.exists() {
+            found.push(format!("runtime state {}", state.display()));
         }
         found
     }
 }
 
-/// Waits for task `id` to stop, deletes it and its container, and returns its exit status.
-pub fn wait_stopped(id: &str) -> i32 {
-    let c = containerd();
-    for _ in 0..100 {
-        let out = c.ctr_output(&["tasks", "ls"]);
-        let tasks = String::from_utf8_lossy(&out.stdout).into_owned();
-        if tasks.lines().any(|l| l.starts_with(id) && l.contains("STOPPED")) {
-            let out = c.ctr_output(&["tasks", "delete", id]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-            // ctr says "exit with non-zero exit code N" unless the code is 0
-            let code = match text.split_once("exit code ") {
-                Some((_, rest)) => rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(-1),
-                None => 0,
-            };
-            assert!(c.ctr_output(&["containers", "delete", id]).status.success());
-            return code;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("task {id} did not stop");
+/// Waits for task `id` of this binary's containerd to stop, deletes it and its container, and
+/// returns its exit status (see [`Containerd::wait_stopped`]).
+pub fn wait_stopped(id: &str) -> u32 {
+    containerd().wait_stopped(id)
 }
 
 /// Starts `args` detached in `image` with the wasmbox runtime.
 pub fn start_detached(image: &str, id: &str, flags: &[&str], args: &[&str]) {
-    let c = containerd();
-    let image = c.image(image);
-    let mut all = vec!["run", "-d", "--runtime", WASMBOX];
-    all.extend_from_slice(flags);
-    all.push(&image);
-    all.push(id);
-    all.extend_from_slice(args);
-    let out = c.ctr_output(&all);
-    assert!(out.status.success(), "{out:?}");
+    containerd().start_detached(image, id, flags, args)
 }
 
 /// A container id unique to this test run.
@@ -296,3 +403,7 @@ pub fn wait_for_server(port: u16) {
     }
 }
 
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
