@@ -332,8 +332,14 @@ fn exit_statuses_come_from_containerd_for_the_exact_task() {
     c.start_detached("probe", &sibling, &[], &["/probe.wasm", "exit", "3"]);
     c.start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "30"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
+    // wait for `ID` while it still runs (and `ID0` has stopped); kill it meanwhile
+    let waiting = {
+        let id = id.clone();
+        std::thread::spawn(move || containerd().wait_stopped(&id))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
-    assert_eq!(c.wait_stopped(&id), 137);
+    assert_eq!(waiting.join().unwrap(), 137);
     assert_eq!(c.wait_stopped(&sibling), 3);
     c.assert_no_leftovers(&id);
     c.assert_no_leftovers(&sibling);
