@@ -36,8 +36,18 @@ images: build ## build the example guests and their OCI images into $(IMAGES)
 demo: deps images ## start a private containerd and run Wasm images (and busybox) through it
 	@scripts/demo.sh "$(SHIM)" "$(IMAGES)" "$(DEMO_WORK)"
 
-test: deps images ## unit tests and end-to-end tests through a real containerd (needs root)
-	cargo test --release --workspace
+# wasmbox's own crates; the vendored ones keep the formatting and lints they were published with.
+CRATES   := -p wasmbox-runtime -p wasmbox-oci -p wasmbox-shim -p wasmbox-cri-tests
+VENDORED := --exclude libcontainer --exclude containerd-shimkit --exclude containerd-shim-wasm
+
+test: deps images ## formatting, lints, unit and end-to-end tests through real containerds (needs root)
+	cargo fmt --check $(CRATES)
+	cargo clippy --release $(CRATES) --all-targets -- -D warnings
+	cargo test --release --workspace $(VENDORED) --no-fail-fast
+	@# The vendored crates' own tests of the modules wasmbox patches (their other tests need a
+	@# tty, user namespaces or a containerd of their own).
+	cargo test --release -p libcontainer --lib -- process:: rootfs:: container::
+	cargo test --release -p containerd-shimkit -p containerd-shim-wasm --lib
 
 install: build ## put the shim in $(PREFIX)/bin and add the runtime to $(CONTAINERD_CONFIG)
 	install -D -m 0755 "$(SHIM)" "$(PREFIX)/bin/containerd-shim-wasmbox-v1"

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use oci_spec::image::{
-    Arch, ConfigBuilder, DescriptorBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, ConfigBuilder, DescriptorBuilder, ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder,
+    MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 
 use crate::layout::{Layout, append_dir, append_file, canonical_json, sha256_digest};
@@ -100,15 +100,11 @@ pub fn build(options: &BuildOptions) -> Result<Layout> {
     if options.layout == ImageLayout::Artifact {
         return build_artifact(options);
     }
-    let module_bytes = std::fs::read(&options.module)
-        .with_context(|| format!("reading {}", options.module.display()))?;
+    let module_bytes =
+        std::fs::read(&options.module).with_context(|| format!("reading {}", options.module.display()))?;
     let info = wasm::describe(&module_bytes)
         .with_context(|| format!("{} is not WebAssembly (binary or text)", options.module.display()))?;
-    let file_name = options
-        .module
-        .file_name()
-        .context("the module path has no file name")?
-        .to_string_lossy();
+    let file_name = options.module.file_name().context("the module path has no file name")?.to_string_lossy();
     let module_path = normalize_image_path(options.module_path.as_deref().unwrap_or(&format!("/{file_name}")))?;
     let module_mode = if info.kind == FileKind::Linux { 0o755 } else { 0o644 };
 
@@ -210,7 +206,8 @@ fn gzip_layer(files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<GzipLayer> {
 fn precompile(bytes: &[u8], module: &Path) -> Result<(Vec<u8>, PrecompiledInfo)> {
     let engine = wasmbox_runtime::Engine::new()?;
     let origin = module.display().to_string();
-    wasmbox_runtime::code::precompile_for_image(&engine, bytes, &origin).map_err(|err| anyhow::anyhow!("--precompile: {err}"))
+    wasmbox_runtime::code::precompile_for_image(&engine, bytes, &origin)
+        .map_err(|err| anyhow::anyhow!("--precompile: {err}"))
 }
 
 /// The annotations that describe a precompiled-code layer.
@@ -244,10 +241,7 @@ fn finish_layout(
         .digest(manifest_desc.digest().clone())
         .size(manifest_desc.size())
         .platform(PlatformBuilder::default().os(Os::from(os)).architecture(Arch::from(arch)).build()?)
-        .annotations([
-            (CONTAINERD_IMAGE_NAME.to_owned(), name.to_owned()),
-            (OCI_REF_NAME.to_owned(), tag.to_owned()),
-        ])
+        .annotations([(CONTAINERD_IMAGE_NAME.to_owned(), name.to_owned()), (OCI_REF_NAME.to_owned(), tag.to_owned())])
         .build()?;
     layout.index = Some(
         ImageIndexBuilder::default()

@@ -8,8 +8,8 @@ use flate2::read::GzDecoder;
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use crate::build::CONTAINERD_IMAGE_NAME;
-use crate::media::{WASM_COMPONENT_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::layout::Layout;
+use crate::media::{WASM_COMPONENT_LAYER, WASM_CONFIG, WASM_LAYER};
 use crate::wasm::{self, WasmInfo};
 use wasmbox_runtime::code::image::{ANNOTATION_ENGINE, ANNOTATION_SOURCE, ANNOTATION_WASMTIME, PRECOMPILED_MEDIA_TYPE};
 
@@ -46,15 +46,12 @@ pub fn summarize(layout: &Layout) -> Result<ImageSummary> {
     let config_json: serde_json::Value = layout.json(manifest.config())?;
     let config: Option<ImageConfiguration> =
         if config_media_type == WASM_CONFIG { None } else { Some(layout.json(manifest.config())?) };
-    let name = manifest_desc
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(CONTAINERD_IMAGE_NAME).cloned());
+    let name = manifest_desc.annotations().as_ref().and_then(|a| a.get(CONTAINERD_IMAGE_NAME).cloned());
     let layers = manifest
         .layers()
         .iter()
         .map(|descriptor| {
-            let files = runnable_files(layout.blob(descriptor)?, &descriptor.media_type().to_string())
+            let files = runnable_files(layout.blob(descriptor)?, descriptor.media_type().as_ref())
                 .with_context(|| format!("reading layer {}", descriptor.digest()))?;
             Ok(LayerSummary { descriptor: descriptor.clone(), files })
         })
@@ -71,11 +68,8 @@ fn runnable_files(blob: &[u8], media_type: &str) -> Result<Vec<LayerFile>> {
         let info = wasm::describe(blob)?;
         return Ok(vec![LayerFile { path: "(layer)".to_owned(), size: blob.len(), info }]);
     }
-    let reader: Box<dyn Read + '_> = if media_type.ends_with("gzip") {
-        Box::new(GzDecoder::new(blob))
-    } else {
-        Box::new(blob)
-    };
+    let reader: Box<dyn Read + '_> =
+        if media_type.ends_with("gzip") { Box::new(GzDecoder::new(blob)) } else { Box::new(blob) };
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
@@ -120,7 +114,10 @@ impl ImageSummary {
             }
             None => {
                 let field = |key: &str| self.config_json[key].as_str().unwrap_or("?").to_owned();
-                let _ = writeln!(out, "layout:     CNCF Wasm OCI artifact (runs through CRI; containerd 1.6 cannot unpack it for ctr)");
+                let _ = writeln!(
+                    out,
+                    "layout:     CNCF Wasm OCI artifact (runs through CRI; containerd 1.6 cannot unpack it for ctr)"
+                );
                 let _ = writeln!(out, "manifest:   {} ({} bytes)", self.manifest.digest(), self.manifest.size());
                 let _ = writeln!(out, "config:     {}", self.config_media_type);
                 let _ = writeln!(out, "platform:   {}/{}", field("os"), field("architecture"));
@@ -135,7 +132,8 @@ impl ImageSummary {
             if let Some(engine) = annotation(ANNOTATION_ENGINE) {
                 let usable = match &this_engine {
                     Some(this) if this == engine => {
-                        "matches this wasmbox's engine: used on nodes that trust image code (WASMBOX_PRECOMPILED=trust)".to_owned()
+                        "matches this wasmbox's engine: used on nodes that trust image code (WASMBOX_PRECOMPILED=trust)"
+                            .to_owned()
                     }
                     Some(this) => format!("this wasmbox's engine is {this}: nodes compile the module instead"),
                     None => "this wasmbox's engine could not be configured".to_owned(),

@@ -46,16 +46,12 @@ impl Layout {
     /// The bytes of the blob a descriptor points at.
     pub fn blob(&self, descriptor: &Descriptor) -> Result<&[u8]> {
         let digest = descriptor.digest().to_string();
-        self.blobs
-            .get(&digest)
-            .map(Vec::as_slice)
-            .with_context(|| format!("blob {digest} is missing from the image"))
+        self.blobs.get(&digest).map(Vec::as_slice).with_context(|| format!("blob {digest} is missing from the image"))
     }
 
     /// Parses the JSON blob a descriptor points at.
     pub fn json<T: serde::de::DeserializeOwned>(&self, descriptor: &Descriptor) -> Result<T> {
-        serde_json::from_slice(self.blob(descriptor)?)
-            .with_context(|| format!("parsing blob {}", descriptor.digest()))
+        serde_json::from_slice(self.blob(descriptor)?).with_context(|| format!("parsing blob {}", descriptor.digest()))
     }
 
     /// The index's single manifest and its descriptor.

@@ -29,7 +29,11 @@ impl ApiServer {
         let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".to_owned());
         let host = if host.contains(':') { format!("[{host}]") } else { host };
         let dir = Path::new(SERVICE_ACCOUNT_DIR);
-        Ok(ApiServer { url: format!("https://{host}:{port}"), token_file: dir.join("token"), ca_file: Some(dir.join("ca.crt")) })
+        Ok(ApiServer {
+            url: format!("https://{host}:{port}"),
+            token_file: dir.join("token"),
+            ca_file: Some(dir.join("ca.crt")),
+        })
     }
 }
 
@@ -56,7 +60,8 @@ pub fn label(api: &ApiServer, node: &str, change: &str) -> Result<()> {
     let roots = match &api.ca_file {
         Some(path) => {
             let pem = std::fs::read(path).with_context(|| format!("reading the cluster CA {}", path.display()))?;
-            let cert = Certificate::from_pem(&pem).with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+            let cert =
+                Certificate::from_pem(&pem).with_context(|| format!("{}: not a PEM certificate", path.display()))?;
             RootCerts::Specific(Arc::new(vec![cert]))
         }
         None => RootCerts::WebPki,
@@ -87,8 +92,14 @@ mod tests {
 
     #[test]
     fn patches_set_and_remove_labels() -> Result<()> {
-        assert_eq!(label_patch("wasmbox.io/runtime=installed")?.to_string(), r#"{"metadata":{"labels":{"wasmbox.io/runtime":"installed"}}}"#);
-        assert_eq!(label_patch("wasmbox.io/runtime-")?.to_string(), r#"{"metadata":{"labels":{"wasmbox.io/runtime":null}}}"#);
+        assert_eq!(
+            label_patch("wasmbox.io/runtime=installed")?.to_string(),
+            r#"{"metadata":{"labels":{"wasmbox.io/runtime":"installed"}}}"#
+        );
+        assert_eq!(
+            label_patch("wasmbox.io/runtime-")?.to_string(),
+            r#"{"metadata":{"labels":{"wasmbox.io/runtime":null}}}"#
+        );
         assert!(label_patch("nonsense").is_err());
         assert!(label_patch("=x").is_err());
         Ok(())

@@ -24,9 +24,25 @@ fn build_twice_gives_the_same_digest_and_bytes() {
     for n in 0..2 {
         let out_path = dir.path().join(format!("hello-{n}.tar"));
         let out = wasmbox(&[
-            "image", "build", wat.to_str().unwrap(), "-t", "localhost/wasmbox/t:1", "-o", out_path.to_str().unwrap(),
-            "--env", "A=1", "--workdir", "/srv", "--cmd", "x", "--add", &format!("{}:/fixtures", fixtures.display()),
-            "--label", "wasmbox.io/deadline=30s", "--label", "org.opencontainers.image.title=hello",
+            "image",
+            "build",
+            wat.to_str().unwrap(),
+            "-t",
+            "localhost/wasmbox/t:1",
+            "-o",
+            out_path.to_str().unwrap(),
+            "--env",
+            "A=1",
+            "--workdir",
+            "/srv",
+            "--cmd",
+            "x",
+            "--add",
+            &format!("{}:/fixtures", fixtures.display()),
+            "--label",
+            "wasmbox.io/deadline=30s",
+            "--label",
+            "org.opencontainers.image.title=hello",
         ]);
         assert!(out.status.success(), "{out:?}");
         let (stdout, _) = text(&out);
@@ -188,13 +204,18 @@ fn node_label_patches_the_node_through_the_api_server() {
     assert!(out.status.success(), "{out:?}");
     let (head, body) = server.join().unwrap();
     assert_eq!(head[0], "PATCH /api/v1/nodes/node-1 HTTP/1.1");
-    let header = |name: &str| head.iter().find(|l| l.to_ascii_lowercase().starts_with(name)).cloned().unwrap_or_default();
+    let header =
+        |name: &str| head.iter().find(|l| l.to_ascii_lowercase().starts_with(name)).cloned().unwrap_or_default();
     assert_eq!(header("authorization:"), "authorization: Bearer secret-token");
     assert_eq!(header("content-type:"), "content-type: application/merge-patch+json");
     assert_eq!(body, r#"{"metadata":{"labels":{"wasmbox.io/runtime":"installed"}}}"#);
 
     // Outside a pod, without --api-server, it says why it cannot.
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmbox")).args(["node", "label", "node-1", "k=v"]).env_remove("KUBERNETES_SERVICE_HOST").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmbox"))
+        .args(["node", "label", "node-1", "k=v"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running in a pod"), "{out:?}");
 }

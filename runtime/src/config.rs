@@ -168,9 +168,8 @@ pub fn preopens_from_mountinfo(mountinfo: &str) -> Result<Vec<Preopen>> {
         // procfs keeps the kernel's octal escapes of space, tab, newline and backslash.
         let mount_point = unescape_octal(&mount.mount_point.to_string_lossy());
         let read_only = mount.mount_options.contains_key("ro");
-        let system = ["/proc", "/sys", "/dev"]
-            .iter()
-            .any(|p| mount_point == *p || mount_point.starts_with(&format!("{p}/")));
+        let system =
+            ["/proc", "/sys", "/dev"].iter().any(|p| mount_point == *p || mount_point.starts_with(&format!("{p}/")));
         if mount_point == "/" {
             preopens[0].read_only = read_only;
         } else if !system && Path::new(&mount_point).is_dir() {
@@ -187,7 +186,10 @@ fn unescape_octal(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok());
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
         match (bytes[i], octal) {
             (b'\\', Some(byte)) => {
                 out.push(byte);
@@ -233,7 +235,10 @@ mod tests {
 
     #[test]
     fn entrypoint_splits_function() {
-        assert_eq!(Entrypoint::parse("/a/b.wasm#add"), Entrypoint { path: "/a/b.wasm".into(), func: Some("add".into()) });
+        assert_eq!(
+            Entrypoint::parse("/a/b.wasm#add"),
+            Entrypoint { path: "/a/b.wasm".into(), func: Some("add".into()) }
+        );
         assert_eq!(Entrypoint::parse("/a/b.wasm").func, None);
         assert_eq!(Entrypoint::parse("/a/b.wasm#").func, None);
     }
@@ -260,7 +265,8 @@ mod tests {
 
     #[test]
     fn explicit_pwd_is_kept() -> Result<()> {
-        let config = RunConfig::from_spec(&spec(&["/x"], &["PWD=/elsewhere"], "/work")?, &WorkloadSettings::default(), "")?;
+        let config =
+            RunConfig::from_spec(&spec(&["/x"], &["PWD=/elsewhere"], "/work")?, &WorkloadSettings::default(), "")?;
         assert_eq!(config.env, [("PWD".into(), "/elsewhere".into())]);
         Ok(())
     }
@@ -305,7 +311,8 @@ mod tests {
     fn settings_narrow_the_preopens() -> Result<()> {
         let preopens = vec![Preopen { host: "/data".into(), guest: "/data".into(), read_only: true }];
         let settings = WorkloadSettings { preopens: Some(preopens.clone()), ..Default::default() };
-        let config = RunConfig::from_spec(&spec(&["/x"], &[], "/")?, &settings, "1 0 8:1 / / rw - overlay overlay rw\n")?;
+        let config =
+            RunConfig::from_spec(&spec(&["/x"], &[], "/")?, &settings, "1 0 8:1 / / rw - overlay overlay rw\n")?;
         assert_eq!(config.preopens, preopens);
         Ok(())
     }

@@ -85,9 +85,7 @@ impl RunError {
             return RunError::new(FailureKind::Exit(exit.0), anyhow!("{origin}: exited with code {}", exit.0));
         }
         if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
-            let detail = err
-                .downcast_ref::<wasmtime::WasmBacktrace>()
-                .map(|bt| bt.to_string().trim_end().to_owned());
+            let detail = err.downcast_ref::<wasmtime::WasmBacktrace>().map(|bt| bt.to_string().trim_end().to_owned());
             return RunError { kind: FailureKind::Trap, error: anyhow!("{origin}: wasm trap: {trap}"), detail };
         }
         RunError::internal(anyhow!("{origin}: failed while running (not a trap): {err:#}"))

@@ -80,7 +80,11 @@ struct RequestTimedOut(Duration);
 
 impl std::fmt::Display for RequestTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the request ran longer than its limit of {} (wasmbox.io/http-request-timeout)", humantime::format_duration(self.0))
+        write!(
+            f,
+            "the request ran longer than its limit of {} (wasmbox.io/http-request-timeout)",
+            humantime::format_duration(self.0)
+        )
     }
 }
 
@@ -95,7 +99,9 @@ pub fn serve(engine: &Engine, program: &Program, config: &RunConfig) -> Result<E
     let (engine, component) = match (&program.server, &program.kind) {
         (Some(server), _) => (&server.engine, &server.component),
         (None, ProgramKind::Component(component)) => (engine.wasmtime(), component),
-        (None, ProgramKind::Module(_)) => return Err(RunError::invalid(anyhow!("{origin}: a core module cannot serve HTTP"))),
+        (None, ProgramKind::Module(_)) => {
+            return Err(RunError::invalid(anyhow!("{origin}: a core module cannot serve HTTP")));
+        }
     };
     let mut linker: Linker<RequestState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -227,13 +233,17 @@ async fn call_guest(
     let origin = server.origin.clone();
     // The guest may go on writing the body after it has set the response: run it on its own task.
     let task = tokio::spawn(async move {
-        let proxy = pre.instantiate_async(&mut store).await.map_err(|err| anyhow!("{:#}", RunError::from_instantiation(&origin, err)))?;
+        let proxy = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|err| anyhow!("{:#}", RunError::from_instantiation(&origin, err)))?;
         let outcome = proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await;
         outcome.map_err(|err| {
             if let Some(timed_out) = err.downcast_ref::<RequestTimedOut>() {
                 return anyhow!("{timed_out}");
             }
-            let failure = crate::run::note_memory_limit(RunError::from_guest(&origin, err), &store.data().component.limiter);
+            let failure =
+                crate::run::note_memory_limit(RunError::from_guest(&origin, err), &store.data().component.limiter);
             anyhow!("{failure}")
         })
     });

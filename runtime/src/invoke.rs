@@ -15,8 +15,8 @@ use anyhow::{Context, anyhow};
 use wasmtime::component::{Func as ComponentFunc, Instance as ComponentInstance, Val as ComponentVal, wasm_wave};
 use wasmtime::{AsContextMut, Extern, Func, Instance, Memory, Store, Val, ValType};
 
-use crate::jshost::format_number;
 use crate::error::RunError;
+use crate::jshost::format_number;
 
 /// The marker of a string argument for a `(ptr, len)` pair.
 pub const STRING_PREFIX: &str = "str:";
@@ -81,9 +81,8 @@ pub fn call_module_func<T>(
                     index + 2
                 )));
             }
-            let ptr = write_guest_string(store, instance, text).map_err(|err| {
-                RunError::invalid(anyhow!("{origin}: passing {arg:?} to `{signature}`: {err:#}"))
-            })?;
+            let ptr = write_guest_string(store, instance, text)
+                .map_err(|err| RunError::invalid(anyhow!("{origin}: passing {arg:?} to `{signature}`: {err:#}")))?;
             strings.push(GuestString { ptr });
             values.push(Val::I32(ptr));
             values.push(Val::I32(text.len() as i32));
@@ -161,10 +160,10 @@ fn write_guest_string<T>(store: &mut Store<T>, instance: &Instance, text: &str) 
 }
 
 fn free_guest_memory<T>(store: &mut Store<T>, instance: &Instance, ptr: i32) {
-    if let Ok(free) = instance.get_typed_func::<i32, ()>(&mut *store, "free") {
-        if let Err(err) = free.call(&mut *store, ptr) {
-            log::warn!("the guest's free({ptr}) failed: {err:#}");
-        }
+    if let Ok(free) = instance.get_typed_func::<i32, ()>(&mut *store, "free")
+        && let Err(err) = free.call(&mut *store, ptr)
+    {
+        log::warn!("the guest's free({ptr}) failed: {err:#}");
     }
 }
 
@@ -181,7 +180,7 @@ pub fn component_func<T>(store: &mut Store<T>, instance: &ComponentInstance, nam
         Some((interface, func)) => {
             let interface = instance.get_export_index(&mut *store, None, interface)?;
             let func = instance.get_export_index(&mut *store, Some(&interface), func)?;
-            instance.get_func(&mut *store, &func)
+            instance.get_func(&mut *store, func)
         }
         None => instance.get_func(&mut *store, name),
     }
@@ -196,8 +195,7 @@ pub fn call_component_func<T>(
 ) -> Result<Vec<String>, RunError> {
     let origin = args.origin;
     let ty = func.ty(&*store);
-    let params: Vec<(String, wasmtime::component::Type)> =
-        ty.params().map(|(n, t)| (n.to_owned(), t)).collect();
+    let params: Vec<(String, wasmtime::component::Type)> = ty.params().map(|(n, t)| (n.to_owned(), t)).collect();
     let signature = format!(
         "{name}({})",
         params.iter().map(|(n, t)| format!("{n}: {}", wave_type_name(t))).collect::<Vec<_>>().join(", ")
@@ -216,8 +214,7 @@ pub fn call_component_func<T>(
         values.push(value);
     }
     let mut results = vec![ComponentVal::Bool(false); ty.results().len()];
-    func.call(&mut *store, &values, &mut results)
-        .map_err(|err| RunError::from_guest(origin, err))?;
+    func.call(&mut *store, &values, &mut results).map_err(|err| RunError::from_guest(origin, err))?;
     results
         .iter()
         .map(|value| {
@@ -273,9 +270,13 @@ mod tests {
         static PROGRAMS: OnceLock<(Engine, Program, Program)> = OnceLock::new();
         PROGRAMS.get_or_init(|| {
             let engine = Engine::new().expect("engine");
-            let module = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_bytes(MODULE.as_bytes(), "m.wat").expect("module");
-            let calc = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/wat/calc-component.wat")).expect("calc");
-            let component = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_bytes(&calc, "calc.wat").expect("component");
+            let module = Loader::new(&engine, None, PrecompiledPolicy::Ignore)
+                .load_bytes(MODULE.as_bytes(), "m.wat")
+                .expect("module");
+            let calc = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/wat/calc-component.wat"))
+                .expect("calc");
+            let component =
+                Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_bytes(&calc, "calc.wat").expect("component");
             (engine, module, component)
         })
     }

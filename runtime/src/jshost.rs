@@ -31,11 +31,7 @@ pub fn define_imports<T: 'static>(linker: &mut Linker<T>, store: &mut Store<T>, 
                 Global::new(&mut *store, ty, zero).map_err(anyhow::Error::from)?.into()
             }
             ExternType::Table(ty) => {
-                let null = if ty.element().heap_type().top().is_extern() {
-                    Ref::Extern(None)
-                } else {
-                    Ref::Func(None)
-                };
+                let null = if ty.element().heap_type().top().is_extern() { Ref::Extern(None) } else { Ref::Func(None) };
                 Table::new(&mut *store, ty, null).map_err(anyhow::Error::from)?.into()
             }
             ExternType::Func(_) | ExternType::Tag(_) => continue,
@@ -65,19 +61,28 @@ pub fn define_imports<T: 'static>(linker: &mut Linker<T>, store: &mut Store<T>, 
     Ok(())
 }
 
-fn read_string<T>(caller: &mut Caller<'_, T>, imported: Option<Memory>, offset: u32, len: u32) -> wasmtime::Result<String> {
+fn read_string<T>(
+    caller: &mut Caller<'_, T>,
+    imported: Option<Memory>,
+    offset: u32,
+    len: u32,
+) -> wasmtime::Result<String> {
     let memory = match imported {
         Some(memory) => memory,
         None => match caller.get_export("memory") {
             Some(Extern::Memory(memory)) => memory,
             // The guest's fault, so a trap (exit 134), not a host error.
-            _ => return Err(wasmtime::Error::from(wasmtime::Trap::MemoryOutOfBounds).context("console.log(offset, length): the module has no memory")),
+            _ => {
+                return Err(wasmtime::Error::from(wasmtime::Trap::MemoryOutOfBounds)
+                    .context("console.log(offset, length): the module has no memory"));
+            }
         },
     };
     let data = memory.data(&*caller);
     let range = offset as usize..(offset as usize).saturating_add(len as usize);
     let bytes = data.get(range).ok_or_else(|| {
-        wasmtime::Error::from(wasmtime::Trap::MemoryOutOfBounds).context(format!("console.log: {len} bytes at {offset} are outside memory"))
+        wasmtime::Error::from(wasmtime::Trap::MemoryOutOfBounds)
+            .context(format!("console.log: {len} bytes at {offset} are outside memory"))
     })?;
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }

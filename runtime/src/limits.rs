@@ -22,7 +22,8 @@ pub struct MemoryBudget {
 impl MemoryBudget {
     /// The budget of a container whose cgroup memory limit is `container_limit`.
     pub fn for_container(container_limit: Option<u64>) -> Arc<Self> {
-        let limit = container_limit.map(|limit| usize::try_from(limit.saturating_sub(HOST_HEADROOM).max(1 << 20)).unwrap_or(usize::MAX));
+        let limit = container_limit
+            .map(|limit| usize::try_from(limit.saturating_sub(HOST_HEADROOM).max(1 << 20)).unwrap_or(usize::MAX));
         Arc::new(MemoryBudget { limit, used: AtomicUsize::new(0) })
     }
 
@@ -43,7 +44,9 @@ impl MemoryBudget {
             return true;
         };
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(bytes).filter(|total| *total <= limit))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= limit)
+            })
             .is_ok()
     }
 

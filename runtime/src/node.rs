@@ -83,7 +83,9 @@ impl NodeSettings {
         if let Some(dir) = env(STATE_DIR).filter(|v| !v.trim().is_empty()) {
             settings.state_dir = PathBuf::from(dir);
         }
-        if let Some(policy) = options.get(PRECOMPILED).cloned().or_else(|| env(PRECOMPILED)).filter(|v| !v.trim().is_empty()) {
+        if let Some(policy) =
+            options.get(PRECOMPILED).cloned().or_else(|| env(PRECOMPILED)).filter(|v| !v.trim().is_empty())
+        {
             settings.precompiled = PrecompiledPolicy::parse(&policy)?;
         }
         Ok(settings)
@@ -92,7 +94,10 @@ impl NodeSettings {
     /// The runtime state directory from this process's environment (a setting that cannot be
     /// invalid, needed where the others are not read).
     pub fn state_dir_from_env() -> PathBuf {
-        std::env::var_os(STATE_DIR).filter(|dir| !dir.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+        std::env::var_os(STATE_DIR)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
     }
 
     /// The settings of this process's environment and the runtime's `options`.

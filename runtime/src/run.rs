@@ -42,7 +42,13 @@ pub fn run(engine: &Engine, program: &Program, entry: &Entrypoint, config: &RunC
     }
 }
 
-fn run_module(engine: &Engine, module: &Module, origin: &str, entry: &Entrypoint, config: &RunConfig) -> Result<ExitStatus, RunError> {
+fn run_module(
+    engine: &Engine,
+    module: &Module,
+    origin: &str,
+    entry: &Entrypoint,
+    config: &RunConfig,
+) -> Result<ExitStatus, RunError> {
     let mut linker: Linker<ModuleState> = Linker::new(engine.wasmtime());
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut ModuleState| &mut state.wasi)
         .map_err(|err| RunError::internal(anyhow::Error::from(err).context("linking WASI preview 1")))?;
@@ -119,15 +125,16 @@ fn call_component(
     config: &RunConfig,
 ) -> Result<ExitStatus, RunError> {
     let Some(names) = &entry.func else {
-        let command =
-            Command::instantiate(&mut *store, component, linker).map_err(|err| RunError::from_instantiation(origin, err))?;
+        let command = Command::instantiate(&mut *store, component, linker)
+            .map_err(|err| RunError::from_instantiation(origin, err))?;
         return match command.wasi_cli_run().call_run(&mut *store) {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
             Err(err) => Err(RunError::from_guest(origin, err)),
         };
     };
-    let instance = linker.instantiate(&mut *store, component).map_err(|err| RunError::from_instantiation(origin, err))?;
+    let instance =
+        linker.instantiate(&mut *store, component).map_err(|err| RunError::from_instantiation(origin, err))?;
     let mut args = Args { origin, remaining: config.args.get(1..).unwrap_or_default().iter() };
     for name in names.split(',') {
         let func = invoke::component_func(store, &instance, name)

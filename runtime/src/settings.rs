@@ -170,7 +170,8 @@ impl WorkloadSettings {
             HTTP_REQUEST_TIMEOUT => self.http_request_timeout = Some(parse_duration(value)?),
             LOG_LEVEL => {
                 let level = value.parse::<log::LevelFilter>();
-                self.log_level = Some(level.map_err(|_| anyhow!("expected one of off, error, warn, info, debug, trace"))?);
+                self.log_level =
+                    Some(level.map_err(|_| anyhow!("expected one of off, error, warn, info, debug, trace"))?);
             }
             HTTP_ADDRESS => {
                 let address = value.parse::<SocketAddr>();

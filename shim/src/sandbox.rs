@@ -25,7 +25,8 @@ use wasmbox_runtime::code::cache::CodeCache;
 use wasmbox_runtime::code::image::PRECOMPILED_DIR;
 use wasmbox_runtime::settings::{DEADLINE, WASM_FEATURES};
 use wasmbox_runtime::{
-    ArtifactLayer, Engine, Entrypoint, FailureKind, Loader, NodeSettings, Program, RunConfig, RunError, WorkloadSettings,
+    ArtifactLayer, Engine, Entrypoint, FailureKind, Loader, NodeSettings, Program, RunConfig, RunError,
+    WorkloadSettings,
 };
 
 /// The node's code cache, opened in the shim's main process (the node's mount namespace) and
@@ -169,7 +170,8 @@ fn start_deadline_watchdog(origin: &str, deadline: Duration) {
     let spawned = std::thread::Builder::new().name("deadline".into()).spawn(move || {
         std::thread::sleep(deadline);
         let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "wasmbox: {origin}: deadline of {deadline:?} exceeded (annotation {DEADLINE}); stopped");
+        let _ =
+            writeln!(stderr, "wasmbox: {origin}: deadline of {deadline:?} exceeded (annotation {DEADLINE}); stopped");
         let _ = stderr.flush();
         // SAFETY: ends the process at once; nothing else is to be cleaned up in it.
         unsafe { libc::_exit(124) }

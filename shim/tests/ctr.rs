@@ -317,8 +317,17 @@ fn node_installer_image_has_working_tools() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("not running in a pod"), "{run:?}");
     let id = unique_id("installer");
-    let run = c.run_with(None, "node-installer", &id, &[], &["/bin/busybox", "sh", "-c", "ls /opt/wasmbox; sh /opt/wasmbox/install.sh; echo exit=$?"]);
-    assert_eq!(run.stdout, "containerd-config.sh\ncontainerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n", "{run:?}");
+    let run = c.run_with(
+        None,
+        "node-installer",
+        &id,
+        &[],
+        &["/bin/busybox", "sh", "-c", "ls /opt/wasmbox; sh /opt/wasmbox/install.sh; echo exit=$?"],
+    );
+    assert_eq!(
+        run.stdout, "containerd-config.sh\ncontainerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n",
+        "{run:?}"
+    );
     assert!(run.stderr.contains("install.sh install|uninstall"), "{run:?}");
 }
 

@@ -71,7 +71,12 @@ fn a_request_that_runs_too_long_is_stopped_while_others_are_served() {
     let port = free_port();
     let id = unique_id("http-spin");
     let address = format!("wasmbox.io/http-address=127.0.0.1:{port}");
-    start_detached("hello-http", &id, &["--net-host", "--annotation", &address, "--annotation", "wasmbox.io/http-request-timeout=3s"], &[]);
+    start_detached(
+        "hello-http",
+        &id,
+        &["--net-host", "--annotation", &address, "--annotation", "wasmbox.io/http-request-timeout=3s"],
+        &[],
+    );
     wait_for_server(port);
     // More spinning requests than the server has threads: each yields at every epoch tick, so
     // the server still answers others meanwhile, and each is stopped at its time limit.
@@ -95,7 +100,12 @@ fn a_request_that_runs_too_long_is_stopped_while_others_are_served() {
         assert_eq!(status, 500, "{body}");
         assert!(body.contains("the request ran longer than its limit of 3s"), "{body}");
     }
-    assert_eq!(finished.lock().unwrap()[0], "hello", "a spinning request held up the others: {:?}", finished.lock().unwrap());
+    assert_eq!(
+        finished.lock().unwrap()[0],
+        "hello",
+        "a spinning request held up the others: {:?}",
+        finished.lock().unwrap()
+    );
     assert_eq!(http(port, "GET", "/", "").unwrap().0, 200, "the server survives");
     assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
     assert_eq!(wait_stopped(&id), 0);

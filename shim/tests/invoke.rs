@@ -86,7 +86,10 @@ fn unparsable_number_names_the_signature() {
 
 #[test]
 fn missing_export_is_named() {
-    assert_refused(&run("seed", &["/seed/add.wat#sub", "1", "2"]), &["no exported function `sub` (exported functions: add)"]);
+    assert_refused(
+        &run("seed", &["/seed/add.wat#sub", "1", "2"]),
+        &["no exported function `sub` (exported functions: add)"],
+    );
 }
 
 #[test]

@@ -30,9 +30,8 @@ fn sequential_and_concurrent_runs_leave_nothing_behind() {
 
     let started = Instant::now();
     let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..concurrent)
-            .map(|_| scope.spawn(|| c.run_wasm("hello", &unique_id("par"), &[], &[])))
-            .collect();
+        let handles: Vec<_> =
+            (0..concurrent).map(|_| scope.spawn(|| c.run_wasm("hello", &unique_id("par"), &[], &[]))).collect();
         handles.into_iter().map(|h| h.join().expect("runner thread")).collect()
     });
     let concurrent_time = started.elapsed();
@@ -66,7 +65,9 @@ fn sequential_and_concurrent_runs_leave_nothing_behind() {
         left.extend(mounts.lines().filter(|l| l.contains(&task_dir)).map(|l| format!("mount {l}")));
         for dir in common::CgroupLayout::detect().dirs(&format!("/{NAMESPACE}")) {
             if let Ok(children) = std::fs::read_dir(dir) {
-                left.extend(children.flatten().filter(|e| e.path().is_dir()).map(|e| format!("cgroup {}", e.path().display())));
+                left.extend(
+                    children.flatten().filter(|e| e.path().is_dir()).map(|e| format!("cgroup {}", e.path().display())),
+                );
             }
         }
         if let Ok(states) = std::fs::read_dir(c.state_dir().join(NAMESPACE)) {

@@ -48,7 +48,11 @@ fn forged_precompiled_code_does_not_run_unless_the_node_trusts_image_code() {
     assert_eq!(again.stdout, FORGED_OUTPUT);
     let (_, innocent) = run(t, &t.image("hello"), &[], &[]);
     assert_eq!(innocent.stdout, INNOCENT_OUTPUT);
-    let entries: Vec<String> = std::fs::read_dir(t.cache_dir()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let entries: Vec<String> = std::fs::read_dir(t.cache_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(!entries.iter().any(|e| e.contains("-image-")), "tar-layout image code is never cached: {entries:?}");
 }
 
@@ -57,7 +61,8 @@ fn a_workload_cannot_grant_itself_the_nodes_trust() {
     let c = containerd();
     let reference = forged_image(c);
     let id = unique_id("sec-annotation");
-    let run = c.run_reference(Some(common::WASMBOX), &reference, &id, &["--annotation", "wasmbox.io/precompiled=trust"], &[]);
+    let run =
+        c.run_reference(Some(common::WASMBOX), &reference, &id, &["--annotation", "wasmbox.io/precompiled=trust"], &[]);
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(run.stderr.contains("annotation wasmbox.io/precompiled=\"trust\": unknown wasmbox.io/ key"), "{run:#?}");
     c.assert_no_leftovers(&id);
@@ -66,7 +71,11 @@ fn a_workload_cannot_grant_itself_the_nodes_trust() {
 /// The descriptors of a running task's processes, from the node's side.
 fn assert_no_host_handles(c: &Containerd, id: &str) {
     let out = c.ctr_output(&["tasks", "ps", id]);
-    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
     assert!(!pids.is_empty(), "no processes for {id}: {out:?}");
     let found = hygiene::host_handles(&pids, &c.cache_dir());
     assert!(found.is_empty(), "the container's processes hold host handles:\n{}", found.join("\n"));
@@ -113,7 +122,10 @@ fn settings_that_would_crash_the_runtime_fail_the_create_at_once() {
         let started = std::time::Instant::now();
         let run = c.run_wasm("probe", &id, &["--annotation", annotation], &["/probe.wasm", "exit", "0"]);
         assert_ne!(run.code, 0, "{run:#?}");
-        assert!(run.stderr.contains("failed to create shim task") && run.stderr.contains(needle), "{annotation}: {run:#?}");
+        assert!(
+            run.stderr.contains("failed to create shim task") && run.stderr.contains(needle),
+            "{annotation}: {run:#?}"
+        );
         // ctr hung for more than a minute on a panicking init before; a refusal takes moments
         assert!(started.elapsed() < Duration::from_secs(30), "{annotation}: ctr took {:?}", started.elapsed());
         c.assert_no_leftovers(&id);
@@ -128,7 +140,10 @@ fn slow_module(dir: &std::path::Path) -> std::path::PathBuf {
     for i in 0..8000u32 {
         wat.push_str(&format!("(func $f{i} (param i32) (result i32)"));
         for j in 0..40u32 {
-            wat.push_str(&format!(" local.get 0 i32.const {} i32.mul i32.const {j} i32.xor local.set 0", i * 7 + j + salt % 97));
+            wat.push_str(&format!(
+                " local.get 0 i32.const {} i32.mul i32.const {j} i32.xor local.set 0",
+                i * 7 + j + salt % 97
+            ));
         }
         wat.push_str(" local.get 0)\n");
     }
@@ -184,14 +199,22 @@ fn a_crowd_on_an_empty_cache_and_damaged_entries_are_survived() {
     // ten more, all from the cache
     for (id, run) in crowd("crowd-cached") {
         assert_eq!(run.code, 7, "{id}: {run:#?}");
-        assert!(c.log_of(&id).iter().any(|l| l.contains("compiled code mapped from the cache")), "{id} did not map: {:#?}", c.log_of(&id));
+        assert!(
+            c.log_of(&id).iter().any(|l| l.contains("compiled code mapped from the cache")),
+            "{id} did not map: {:#?}",
+            c.log_of(&id)
+        );
     }
     // a truncated entry and a bit-flipped one are each refused, removed and compiled again
     let whole = std::fs::read(&entry).unwrap();
     let mut flipped = whole.clone();
     let middle = flipped.len() / 2;
     flipped[middle] ^= 0x10;
-    for (what, bytes) in [("truncated", whole[..whole.len() / 3].to_vec()), ("bit-flipped", flipped), ("zero-filled", vec![0; whole.len()])] {
+    for (what, bytes) in [
+        ("truncated", whole[..whole.len() / 3].to_vec()),
+        ("bit-flipped", flipped),
+        ("zero-filled", vec![0; whole.len()]),
+    ] {
         std::fs::write(&entry, &bytes).unwrap();
         let id = unique_id("damaged");
         let run = c.run_wasm("probe", &id, &["--mount", &mount], &["/slow/slow.wasm"]);
@@ -210,7 +233,8 @@ fn confinement(c: &Containerd, id: &str) -> (Vec<String>, Vec<String>) {
     let (pid, status) = c.task(id).unwrap_or_else(|| panic!("no task {id}"));
     assert_eq!(status, "RUNNING");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let keys = ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"];
+    let keys =
+        ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"];
     let status = status.lines().filter(|l| keys.iter().any(|k| l.starts_with(k))).map(str::to_owned).collect();
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let mounts = mountinfo
@@ -220,7 +244,8 @@ fn confinement(c: &Containerd, id: &str) -> (Vec<String>, Vec<String>) {
             let fields: Vec<&str> = before.split(' ').collect();
             let after: Vec<&str> = after.split(' ').collect();
             // the root's overlay options name each container's own snapshot: keep its mode only
-            let superblock_mode = after.get(2).and_then(|o| o.split(',').find(|o| *o == "ro" || *o == "rw")).unwrap_or("");
+            let superblock_mode =
+                after.get(2).and_then(|o| o.split(',').find(|o| *o == "ro" || *o == "rw")).unwrap_or("");
             format!("{} {} {} {} super:{superblock_mode}", fields[3], fields[4], fields[5], after[0])
         })
         .collect();
@@ -290,7 +315,19 @@ fn stopping_a_private_containerd_touches_only_its_own_containers() {
     let out = std::process::Command::new("ctr")
         .arg("-a")
         .arg(other.socket())
-        .args(["-n", "wasmbox-other", "run", "-d", "--runtime", common::WASMBOX, &image, &id, "/probe.wasm", "sleep", "60"])
+        .args([
+            "-n",
+            "wasmbox-other",
+            "run",
+            "-d",
+            "--runtime",
+            common::WASMBOX,
+            &image,
+            &id,
+            "/probe.wasm",
+            "sleep",
+            "60",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -302,5 +339,8 @@ fn stopping_a_private_containerd_touches_only_its_own_containers() {
     assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
     assert_eq!(c.wait_stopped(&id), 137);
     c.assert_no_leftovers(&id);
-    assert!(!CgroupLayout::detect().dirs(&format!("/wasmbox-other/{id}")).iter().any(|d| d.exists()), "the stopped one left its cgroup");
+    assert!(
+        !CgroupLayout::detect().dirs(&format!("/wasmbox-other/{id}")).iter().any(|d| d.exists()),
+        "the stopped one left its cgroup"
+    );
 }

@@ -50,5 +50,8 @@ fn containers_survive_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(!std::path::Path::new(&format!("/proc/{guest_pid}")).exists(), "the guest process {guest_pid} outlived the cleanup");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{guest_pid}")).exists(),
+        "the guest process {guest_pid} outlived the cleanup"
+    );
 }

@@ -12,7 +12,10 @@ fn libcontainer_accepts_init_ready_before_intermediate_ready() {
     let (mut sender, mut receiver) = main_channel().expect("main channel");
     sender.init_ready().unwrap();
     sender.intermediate_ready(Pid::from_raw(42)).unwrap();
-    assert_eq!(receiver.wait_for_intermediate_ready().expect("IntermediateReady after an early InitReady"), Pid::from_raw(42));
+    assert_eq!(
+        receiver.wait_for_intermediate_ready().expect("IntermediateReady after an early InitReady"),
+        Pid::from_raw(42)
+    );
     receiver.wait_for_init_ready().expect("the early InitReady counts");
 
     // the usual order still works, and an InitReady is not counted twice

@@ -120,7 +120,11 @@ async fn try_start_container(
 }
 
 /// Creates and starts a container, waits for it to exit; returns (exit code, stdout lines from the CRI log).
-async fn run_container(cri: &mut RuntimeServiceClient<Channel>, pod: &Pod, config: ContainerConfig) -> (i32, Vec<String>) {
+async fn run_container(
+    cri: &mut RuntimeServiceClient<Channel>,
+    pod: &Pod,
+    config: ContainerConfig,
+) -> (i32, Vec<String>) {
     let (_, code, out) = run_container_with_id(cri, pod, config).await;
     (code, out)
 }
@@ -207,7 +211,8 @@ fn assert_pod_left_nothing(pod: &Pod) {
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         left.extend(mounts.lines().filter(|l| l.contains(&pod.id)).map(|l| format!("mount {l}")));
-        let ids: Vec<String> = std::iter::once(pod.id.clone()).chain(pod.containers.lock().unwrap().iter().cloned()).collect();
+        let ids: Vec<String> =
+            std::iter::once(pod.id.clone()).chain(pod.containers.lock().unwrap().iter().cloned()).collect();
         let layout = common::CgroupLayout::detect();
         for id in &ids {
             for dir in layout.dirs(&format!("{CGROUP_PARENT}/{id}")) {
@@ -336,7 +341,10 @@ async fn wasm_oci_artifacts_run_through_cri() {
     let mut js = container("js", "js-artifact");
     js.command = vec!["hello.wasm".into()];
     let (id, code, out) = run_container_with_id(&mut cri, &pod, js).await;
-    assert_eq!((code, out.as_slice()), (0, &["Hello from JavaScript in WebAssembly!".to_owned(), "sum of 1..10 = 55".to_owned()][..]));
+    assert_eq!(
+        (code, out.as_slice()),
+        (0, &["Hello from JavaScript in WebAssembly!".to_owned(), "sum of 1..10 = 55".to_owned()][..])
+    );
     let log = containerd().log_of(&id);
     assert!(log.iter().any(|l| l.contains("precompiled code in the image ignored")), "{log:#?}");
     assert!(log.iter().any(|l| l.contains("compiled in")), "it did not compile: {log:#?}");
@@ -387,7 +395,9 @@ async fn sidecar_pod(name: &str, pid_mode: i32) {
     let mut cri = cri_with(&["pause", "hello", "busybox"]).await;
     let pod = run_pod(&mut cri, name, HashMap::new()).await;
     let in_pid_mode = |mut config: ContainerConfig| {
-        if let Some(options) = config.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|s| s.namespace_options.as_mut()) {
+        if let Some(options) =
+            config.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|s| s.namespace_options.as_mut())
+        {
             options.pid = pid_mode;
         }
         config
@@ -404,7 +414,9 @@ async fn sidecar_pod(name: &str, pid_mode: i32) {
     }
     let sidecar_log = std::fs::read_to_string(pod.log_dir.join("sidecar.log")).unwrap_or_default();
     assert_eq!(parse_cri_log(&sidecar_log), ["sidecar up"]);
-    cri.stop_container(StopContainerRequest { container_id: sidecar_id.clone(), timeout: 2 }).await.expect("StopContainer");
+    cri.stop_container(StopContainerRequest { container_id: sidecar_id.clone(), timeout: 2 })
+        .await
+        .expect("StopContainer");
     // In a PID namespace of its own, busybox `sleep` is PID 1 and ignores SIGTERM (the kill
     // after the timeout ends it); in the pod's shared one the pause container is PID 1, so
     // SIGTERM ends it at once.
@@ -413,7 +425,6 @@ async fn sidecar_pod(name: &str, pid_mode: i32) {
     remove_pod(&mut cri, &pod).await;
     assert_pod_left_nothing(&pod);
 }
-
 
 /// A private containerd with no wasmbox runtime (`scripts/containerd.sh start WORK none`), stopped on drop.
 struct BareContainerd {
@@ -431,9 +442,9 @@ impl BareContainerd {
     }
 
     fn import(&self, image: &str) {
-        let images = std::env::var_os("WASMBOX_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("wasmbox-images")
-        });
+        let images = std::env::var_os("WASMBOX_IMAGES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("wasmbox-images"));
         let out = std::process::Command::new("ctr")
             .arg("-a")
             .arg(self.work.join("containerd.sock"))
@@ -485,7 +496,8 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
 
     // Before: CRI knows no handler `wasmbox`.
     let mut cri = client_at(containerd.work.join("containerd.sock")).await;
-    let refused = try_run_pod(&mut cri, &containerd.work, "before", HashMap::new()).await.err().expect("no wasmbox runtime yet");
+    let refused =
+        try_run_pod(&mut cri, &containerd.work, "before", HashMap::new()).await.err().expect("no wasmbox runtime yet");
     assert!(refused.message().contains("wasmbox"), "{refused:?}");
 
     let first = node_installer(&containerd, "install");
@@ -514,7 +526,9 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
 /// A containerd whose wasmbox runtime trusts image code through its CRI runtime options.
 fn trusting() -> &'static common::Containerd {
     static TRUSTING: std::sync::OnceLock<common::Containerd> = std::sync::OnceLock::new();
-    TRUSTING.get_or_init(|| common::Containerd::start("trusting-cri", &[("WASMBOX_CRI_OPTIONS", "WASMBOX_PRECOMPILED = \"trust\"")]))
+    TRUSTING.get_or_init(|| {
+        common::Containerd::start("trusting-cri", &[("WASMBOX_CRI_OPTIONS", "WASMBOX_PRECOMPILED = \"trust\"")])
+    })
 }
 
 /// Imports the forged artifact (W's Wasm layer, X's code as its precompiled layer) into `c`'s
@@ -573,7 +587,10 @@ async fn forged_artifact_code_runs_only_on_a_trusting_node_and_only_for_its_imag
     // CRI did take them for one image: a manifest with the unbound layer was read, and the layer
     // left out.
     let log = std::fs::read_to_string(t.work.join("containerd.log")).unwrap();
-    assert!(log.contains("is not bound by the image config's layerDigests: ignored"), "the shadow image was never read");
+    assert!(
+        log.contains("is not bound by the image config's layerDigests: ignored"),
+        "the shadow image was never read"
+    );
     // the same W in a tar image, through ctr, on the same node and cache
     let run = t.run_wasm("hello", &common::unique_id("innocent-tar"), &[], &[]);
     assert_eq!((run.code, run.stdout.as_str()), (0, INNOCENT_OUTPUT), "{run:#?}");
@@ -590,18 +607,32 @@ async fn forged_artifact_code_runs_only_on_a_trusting_node_and_only_for_its_imag
 
 /// The PIDs containerd lists for a CRI container.
 fn cri_pids(c: &common::Containerd, id: &str) -> Vec<u32> {
-    let out = std::process::Command::new("ctr").arg("-a").arg(c.socket()).args(["-n", "k8s.io", "tasks", "ps", id]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
+    let out = std::process::Command::new("ctr")
+        .arg("-a")
+        .arg(c.socket())
+        .args(["-n", "k8s.io", "tasks", "ps", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cri_containers_hold_no_host_handle_and_are_confined_as_runc_confines() {
     let mut cri = cri_with(&["pause", "probe", "busybox", "hello-artifact"]).await;
     let pod = run_pod(&mut cri, "confinement", HashMap::new()).await;
-    let seccomp = SecurityProfile { profile_type: security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() };
+    let seccomp =
+        SecurityProfile { profile_type: security_profile::ProfileType::RuntimeDefault as i32, ..Default::default() };
     let contexts = [
         LinuxContainerSecurityContext::default(),
-        LinuxContainerSecurityContext { run_as_user: Some(Int64Value { value: 1000 }), readonly_rootfs: true, ..Default::default() },
+        LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            readonly_rootfs: true,
+            ..Default::default()
+        },
         LinuxContainerSecurityContext { seccomp: Some(seccomp), no_new_privs: true, ..Default::default() },
     ];
     for (n, context) in contexts.into_iter().enumerate() {
@@ -620,8 +651,20 @@ async fn cri_containers_hold_no_host_handle_and_are_confined_as_runc_confines() 
         assert!(found.is_empty(), "case {n}: host handles:\n{}", found.join("\n"));
         let view = |pid: u32| {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-            let keys = ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"];
-            let status: Vec<String> = status.lines().filter(|l| keys.iter().any(|k| l.starts_with(k))).map(str::to_owned).collect();
+            let keys = [
+                "Uid:",
+                "Gid:",
+                "Groups:",
+                "CapInh:",
+                "CapPrm:",
+                "CapEff:",
+                "CapBnd:",
+                "CapAmb:",
+                "NoNewPrivs:",
+                "Seccomp:",
+            ];
+            let status: Vec<String> =
+                status.lines().filter(|l| keys.iter().any(|k| l.starts_with(k))).map(str::to_owned).collect();
             let mounts: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
                 .unwrap()
                 .lines()
@@ -640,7 +683,9 @@ async fn cri_containers_hold_no_host_handle_and_are_confined_as_runc_confines() 
         assert_eq!(wasm_view.0, linux_view.0, "case {n}: /proc/PID/status differs from runc's");
         assert_eq!(wasm_view.1, linux_view.1, "case {n}: the mount table differs from runc's");
         for id in [&wasm, &linux] {
-            cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.expect("StopContainer");
+            cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 })
+                .await
+                .expect("StopContainer");
         }
     }
     remove_pod(&mut cri, &pod).await;

@@ -59,7 +59,12 @@ fn manifests_name_only_images_that_make_images_builds() {
                 .strip_prefix("localhost/wasmbox/")
                 .and_then(|rest| rest.strip_suffix(":latest"))
                 .unwrap_or_else(|| panic!("{}: image {line} is not one built here", file.display()));
-            assert!(images.join(format!("{name}.tar")).is_file(), "{}: no image {name} in {}", file.display(), images.display());
+            assert!(
+                images.join(format!("{name}.tar")).is_file(),
+                "{}: no image {name} in {}",
+                file.display(),
+                images.display()
+            );
         }
     }
 }

@@ -10,7 +10,11 @@ use wasmbox_oci::inspect::summarize;
 use wasmbox_oci::layout::Layout;
 
 #[derive(Parser)]
-#[command(name = "wasmbox", version, about = "Build and inspect OCI images of WebAssembly programs for the wasmbox containerd shim")]
+#[command(
+    name = "wasmbox",
+    version,
+    about = "Build and inspect OCI images of WebAssembly programs for the wasmbox containerd shim"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,7 @@ enum ImageCommand {
         wasmbox image build hello.wasm\n  \
         ctr images import hello.tar\n  \
         ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/hello:latest hello")]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Describe an image tarball: manifest, config, layers, and each Wasm file's kind, imports and exports.
     Inspect {
         /// The OCI image layout tarball.
@@ -139,7 +143,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Image(ImageCommand::Build(args)) => image_build(args),
+        Command::Image(ImageCommand::Build(args)) => image_build(*args),
         Command::Node(NodeCommand::Label { node, change, api_server, token_file, ca_file }) => {
             let api = match api_server {
                 Some(url) => wasmbox_oci::node::ApiServer { url, token_file: token_file.unwrap_or_default(), ca_file },

@@ -106,7 +106,10 @@ impl CodeCache {
 
     /// Another handle on the same directory (a duplicated descriptor).
     pub fn try_clone(&self) -> Result<Self> {
-        Ok(CodeCache { dir: self.dir.try_clone().context("duplicating the cache descriptor")?, origin: self.origin.clone() })
+        Ok(CodeCache {
+            dir: self.dir.try_clone().context("duplicating the cache descriptor")?,
+            origin: self.origin.clone(),
+        })
     }
 
     /// Where the cache directory was on the host when it was opened.
@@ -117,7 +120,12 @@ impl CodeCache {
     /// The entry `key`, mapped after its length and checksum were checked; `None` when there is
     /// none. A damaged entry is removed (and logged), and counts as none.
     pub fn lookup(&self, key: &CacheKey) -> Option<Entry> {
-        let file = match rustix::fs::openat(&self.dir, key.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+        let file = match rustix::fs::openat(
+            &self.dir,
+            key.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
             Ok(fd) => File::from(fd),
             Err(rustix::io::Errno::NOENT) => return None,
             Err(err) => {
@@ -142,10 +150,16 @@ impl CodeCache {
         match self.write_unnamed(key, &header, code) {
             Ok(entry) => Ok(entry),
             // No O_TMPFILE on this file system (or no /proc to link it through): a random name.
-            Err(err) if err.downcast_ref::<rustix::io::Errno>().is_some_and(|e| {
-                [rustix::io::Errno::OPNOTSUPP, rustix::io::Errno::ISDIR, rustix::io::Errno::INVAL, rustix::io::Errno::NOENT]
+            Err(err)
+                if err.downcast_ref::<rustix::io::Errno>().is_some_and(|e| {
+                    [
+                        rustix::io::Errno::OPNOTSUPP,
+                        rustix::io::Errno::ISDIR,
+                        rustix::io::Errno::INVAL,
+                        rustix::io::Errno::NOENT,
+                    ]
                     .contains(e)
-            }) =>
+                }) =>
             {
                 self.write_named(key, &header, code)
             }
@@ -155,10 +169,16 @@ impl CodeCache {
 
     /// `O_TMPFILE`, written whole, then linked under its name through `/proc/self/fd`.
     fn write_unnamed(&self, key: &CacheKey, header: &[u8], code: &[u8]) -> Result<Entry> {
-        let fd = rustix::fs::openat(&self.dir, ".", OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))?;
+        let fd = rustix::fs::openat(
+            &self.dir,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
         let file = write_whole(File::from(fd), header, code).with_context(|| self.writing(key))?;
         let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-        match rustix::fs::linkat(rustix::fs::CWD, proc_path.as_str(), &self.dir, key.as_str(), AtFlags::SYMLINK_FOLLOW) {
+        match rustix::fs::linkat(rustix::fs::CWD, proc_path.as_str(), &self.dir, key.as_str(), AtFlags::SYMLINK_FOLLOW)
+        {
             // Another container linked the same entry first: both are whole and equal.
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(err) => return Err(anyhow::Error::from(err)),
@@ -178,10 +198,13 @@ impl CodeCache {
             Mode::from_raw_mode(0o644),
         )
         .with_context(|| self.writing(key))?;
-        let written = write_whole(File::from(fd), header, code)
-            .and_then(|file| Ok(rustix::fs::renameat(&self.dir, tmp_name.as_str(), &self.dir, key.as_str()).map(|()| file)?));
+        let written = write_whole(File::from(fd), header, code).and_then(|file| {
+            Ok(rustix::fs::renameat(&self.dir, tmp_name.as_str(), &self.dir, key.as_str()).map(|()| file)?)
+        });
         match written {
-            Ok(file) => Ok(Entry { mapped: MappedCode::map(file.as_fd(), HEADER_LEN, code.len())?, len: code.len(), file }),
+            Ok(file) => {
+                Ok(Entry { mapped: MappedCode::map(file.as_fd(), HEADER_LEN, code.len())?, len: code.len(), file })
+            }
             Err(err) => {
                 let _ = rustix::fs::unlinkat(&self.dir, tmp_name.as_str(), AtFlags::empty());
                 Err(err).with_context(|| self.writing(key))
@@ -216,7 +239,10 @@ fn write_whole(file: File, header: &[u8], code: &[u8]) -> Result<File> {
 /// Checks an entry's header, length and checksum, and maps its code.
 fn check_entry(file: File) -> Result<Entry> {
     let stat = rustix::fs::fstat(&file)?;
-    ensure!(rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile, "not a regular file");
+    ensure!(
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile,
+        "not a regular file"
+    );
     let mut header = [0u8; HEADER_USED];
     file.read_exact_at(&mut header, 0).context("truncated: no whole header")?;
     ensure!(&header[..16] == MAGIC, "not a wasmbox cache entry (no magic number)");

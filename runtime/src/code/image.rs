@@ -40,7 +40,8 @@ pub const ANNOTATION_SOURCE: &str = "io.wasmbox.precompiled.source";
 /// Layer annotation: the wasmtime version that compiled it (informative).
 pub const ANNOTATION_WASMTIME: &str = "io.wasmbox.precompiled.wasmtime";
 /// The Wasm layer media types of artifact images that wasmbox runs.
-pub const WASM_LAYER_MEDIA_TYPES: [&str; 2] = ["application/wasm", "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm"];
+pub const WASM_LAYER_MEDIA_TYPES: [&str; 2] =
+    ["application/wasm", "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm"];
 /// The wasmtime version this crate is built with.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 /// No description is longer; a longer file is refused unread.
@@ -70,7 +71,10 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// image becomes part of a file name).
 pub fn digest_hex(digest: &str) -> Result<&str> {
     let hex = digest.strip_prefix("sha256:").ok_or_else(|| anyhow!("{digest:?} is not a sha256: digest"))?;
-    ensure!(hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{digest:?} is not a sha256: digest");
+    ensure!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{digest:?} is not a sha256: digest"
+    );
     Ok(hex)
 }
 
@@ -115,8 +119,14 @@ impl PrecompiledInfo {
     pub fn read(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let mut text = Vec::new();
-        file.take(MAX_DESCRIPTION_LEN + 1).read_to_end(&mut text).with_context(|| format!("reading {}", path.display()))?;
-        ensure!(text.len() as u64 <= MAX_DESCRIPTION_LEN, "{}: longer than {MAX_DESCRIPTION_LEN} bytes", path.display());
+        file.take(MAX_DESCRIPTION_LEN + 1)
+            .read_to_end(&mut text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        ensure!(
+            text.len() as u64 <= MAX_DESCRIPTION_LEN,
+            "{}: longer than {MAX_DESCRIPTION_LEN} bytes",
+            path.display()
+        );
         Self::parse(&text).with_context(|| format!("{}: not a precompiled-code description", path.display()))
     }
 
@@ -126,7 +136,12 @@ impl PrecompiledInfo {
     }
 
     /// The description an artifact layer's annotations give, if they name `source`.
-    pub fn from_annotations(annotations: &HashMap<String, String>, source: &str, code: &str, kind: SourceKind) -> Option<Self> {
+    pub fn from_annotations(
+        annotations: &HashMap<String, String>,
+        source: &str,
+        code: &str,
+        kind: SourceKind,
+    ) -> Option<Self> {
         let annotation = |key: &str| annotations.get(key).cloned().unwrap_or_default();
         (annotation(ANNOTATION_SOURCE) == source).then(|| PrecompiledInfo {
             engine: annotation(ANNOTATION_ENGINE),
@@ -158,10 +173,15 @@ pub struct ArtifactLayer<'a> {
 }
 
 /// The artifact's one Wasm layer, and the precompiled code it offers for it, if any.
-pub fn select_artifact_layers<'a>(layers: &'a [ArtifactLayer<'a>]) -> Result<(&'a ArtifactLayer<'a>, Option<Offer<'a>>), RunError> {
+pub fn select_artifact_layers<'a>(
+    layers: &'a [ArtifactLayer<'a>],
+) -> Result<(&'a ArtifactLayer<'a>, Option<Offer<'a>>), RunError> {
     let (code, wasm): (Vec<_>, Vec<_>) = layers.iter().partition(|layer| layer.media_type == PRECOMPILED_MEDIA_TYPE);
     let [wasm] = wasm[..] else {
-        return Err(RunError::invalid(anyhow!("the image has {} Wasm layers; wasmbox runs images with exactly one", wasm.len())));
+        return Err(RunError::invalid(anyhow!(
+            "the image has {} Wasm layers; wasmbox runs images with exactly one",
+            wasm.len()
+        )));
     };
     let kind = SourceKind::of_binary(wasm.bytes);
     let offer = kind.and_then(|kind| {
@@ -195,7 +215,8 @@ mod tests {
         assert!(info.check_fits("00000000000000aa", &wasm, SourceKind::Module).is_ok());
         let other_engine = info.check_fits("00000000000000bb", &wasm, SourceKind::Module).unwrap_err();
         assert!(other_engine.to_string().contains("stale or foreign"), "{other_engine}");
-        let other_module = info.check_fits("00000000000000aa", &sha256_digest(b"other"), SourceKind::Module).unwrap_err();
+        let other_module =
+            info.check_fits("00000000000000aa", &sha256_digest(b"other"), SourceKind::Module).unwrap_err();
         assert!(other_module.to_string().contains("stale: compiled from"), "{other_module}");
         assert!(info.check_fits("00000000000000aa", &wasm, SourceKind::Component).is_err());
         let traversal = PrecompiledInfo { code: "sha256:../../etc/passwd".into(), ..info };
@@ -249,8 +270,18 @@ mod tests {
         let other = HashMap::from([(ANNOTATION_SOURCE.to_owned(), sha256_digest(b"other"))]);
         let layers = [
             ArtifactLayer { media_type: "application/wasm", digest: &wasm_digest, annotations: None, bytes: &wasm },
-            ArtifactLayer { media_type: PRECOMPILED_MEDIA_TYPE, digest: "sha256:11", annotations: Some(&other), bytes: b"x" },
-            ArtifactLayer { media_type: PRECOMPILED_MEDIA_TYPE, digest: "sha256:22", annotations: Some(&annotations), bytes: b"y" },
+            ArtifactLayer {
+                media_type: PRECOMPILED_MEDIA_TYPE,
+                digest: "sha256:11",
+                annotations: Some(&other),
+                bytes: b"x",
+            },
+            ArtifactLayer {
+                media_type: PRECOMPILED_MEDIA_TYPE,
+                digest: "sha256:22",
+                annotations: Some(&annotations),
+                bytes: b"y",
+            },
         ];
         let (layer, offer) = select_artifact_layers(&layers)?;
         assert_eq!(layer.digest, wasm_digest);

@@ -37,13 +37,15 @@ impl MappedCode {
     pub fn map(file: impl AsFd, offset: u64, len: usize) -> Result<Self> {
         use rustix::mm::{MapFlags, ProtFlags};
         ensure!(len > 0, "no code to map");
-        ensure!(offset % rustix::param::page_size() as u64 == 0, "code at offset {offset} is not page-aligned");
+        ensure!(
+            offset.is_multiple_of(rustix::param::page_size() as u64),
+            "code at offset {offset} is not page-aligned"
+        );
         // SAFETY: a new private mapping at an address of the kernel's choosing; it aliases no
         // Rust object, and `Drop` unmaps exactly it.
-        let base = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, file, offset)
-        }
-        .context("mapping compiled code")?;
+        let base =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ, MapFlags::PRIVATE, file, offset) }
+                .context("mapping compiled code")?;
         let base = NonNull::new(base.cast::<u8>()).context("mmap returned a null mapping")?;
         Ok(MappedCode { base, len })
     }

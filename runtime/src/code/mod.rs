@@ -23,8 +23,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use wasmtime::component::Component;
 use wasmtime::Module;
+use wasmtime::component::Component;
 
 use self::cache::{CacheKey, CodeCache, Entry};
 use self::decode::{SourceKind, decode_with_kind};
@@ -130,28 +130,38 @@ impl<'e> Loader<'e> {
                     "{origin}: precompiled code in the image ignored: this node does not run native code from images \
                      ({PRECOMPILED}=ignore); compiling it here"
                 ),
-                PrecompiledPolicy::Trust => match offer.and_then(|offer| self.use_offer(offer, &source_digest, kind, origin)) {
-                    Ok(program) => {
-                        log::info!("{origin}: using the image's precompiled code, not compiling");
-                        return Ok(program);
+                PrecompiledPolicy::Trust => {
+                    match offer.and_then(|offer| self.use_offer(offer, &source_digest, kind, origin)) {
+                        Ok(program) => {
+                            log::info!("{origin}: using the image's precompiled code, not compiling");
+                            return Ok(program);
+                        }
+                        Err(err) => {
+                            log::warn!("{origin}: precompiled code in the image refused, compiling instead: {err:#}")
+                        }
                     }
-                    Err(err) => log::warn!("{origin}: precompiled code in the image refused, compiling instead: {err:#}"),
-                },
+                }
             }
         }
         let key = CacheKey::compiled(source_hex, self.engine.key(), kind);
-        if let Some(program) = self.from_cache(&key, kind, origin, CodeOrigin::Cache) {
+        if let Some(program) = self.load_cached(&key, kind, origin, CodeOrigin::Cache) {
             log::info!("{origin}: compiled code mapped from the cache ({})", key.as_str());
             return Ok(program);
         }
         let started = Instant::now();
         let code = precompile(self.engine, &wasm, kind, origin)?;
         log::info!("{origin}: compiled in {:?}", started.elapsed());
-        self.from_code(&key, &code, kind, origin, CodeOrigin::Compiled)
+        self.load_code(&key, &code, kind, origin, CodeOrigin::Compiled)
     }
 
     /// Checks the image's code and loads it, through a cache entry of its own when it is a layer.
-    fn use_offer(&self, offer: Offer<'_>, source_digest: &str, kind: SourceKind, origin: &str) -> anyhow::Result<Program> {
+    fn use_offer(
+        &self,
+        offer: Offer<'_>,
+        source_digest: &str,
+        kind: SourceKind,
+        origin: &str,
+    ) -> anyhow::Result<Program> {
         let Offer { info, code } = offer;
         info.check_fits(self.engine.key(), source_digest, kind)?;
         match code {
@@ -163,25 +173,35 @@ impl<'e> Loader<'e> {
                 let mapped = MappedCode::map(&file, 0, len)?;
                 drop(file);
                 let found = sha256_digest(mapped.bytes());
-                anyhow::ensure!(found == info.code, "corrupt: {} has digest {found}, its description says {}", path.display(), info.code);
-                self.from_mapped(mapped, None, kind, origin, CodeOrigin::Image)
+                anyhow::ensure!(
+                    found == info.code,
+                    "corrupt: {} has digest {found}, its description says {}",
+                    path.display(),
+                    info.code
+                );
+                self.load_mapping(mapped, None, kind, origin, CodeOrigin::Image)
             }
             // A layer the content store verified: kept in the cache under its own digest.
             ImageCode::Layer(bytes) => {
-                let key = CacheKey::image(&source_digest["sha256:".len()..], self.engine.key(), kind, digest_hex(&info.code)?);
-                if let Some(program) = self.from_cache(&key, kind, origin, CodeOrigin::Image) {
+                let key = CacheKey::image(
+                    &source_digest["sha256:".len()..],
+                    self.engine.key(),
+                    kind,
+                    digest_hex(&info.code)?,
+                );
+                if let Some(program) = self.load_cached(&key, kind, origin, CodeOrigin::Image) {
                     return Ok(program);
                 }
-                self.from_code(&key, bytes, kind, origin, CodeOrigin::Image).map_err(|err| anyhow!("{err}"))
+                self.load_code(&key, bytes, kind, origin, CodeOrigin::Image).map_err(|err| anyhow!("{err}"))
             }
         }
     }
 
     /// Loads entry `key` if the cache has it whole and wasmtime takes it; else removes it.
-    fn from_cache(&self, key: &CacheKey, kind: SourceKind, origin: &str, code: CodeOrigin) -> Option<Program> {
+    fn load_cached(&self, key: &CacheKey, kind: SourceKind, origin: &str, code: CodeOrigin) -> Option<Program> {
         let cache = self.cache.as_ref()?;
         let entry = cache.lookup(key)?;
-        match self.from_entry(entry, kind, origin, code) {
+        match self.load_entry(entry, kind, origin, code) {
             Ok(program) => Some(program),
             Err(err) => {
                 log::warn!("{origin}: cache entry {} refused, compiling again: {err:#}", key.as_str());
@@ -193,12 +213,19 @@ impl<'e> Loader<'e> {
 
     /// Stores `code` in the cache as `key` and loads it from there (so that containers share its
     /// pages); without a usable cache, loads it from memory.
-    fn from_code(&self, key: &CacheKey, code: &[u8], kind: SourceKind, origin: &str, from: CodeOrigin) -> Result<Program, RunError> {
+    fn load_code(
+        &self,
+        key: &CacheKey,
+        code: &[u8],
+        kind: SourceKind,
+        origin: &str,
+        from: CodeOrigin,
+    ) -> Result<Program, RunError> {
         if let Some(cache) = &self.cache {
             match cache.store(key, code) {
                 Ok(entry) => {
                     return self
-                        .from_entry(entry, kind, origin, from)
+                        .load_entry(entry, kind, origin, from)
                         .map_err(|err| RunError::internal(anyhow!("{origin}: loading compiled code: {err:#}")));
                 }
                 Err(err) => log::warn!("{origin}: compiled code not cached: {err:#}"),
@@ -213,13 +240,16 @@ impl<'e> Loader<'e> {
                 SourceKind::Component => Component::deserialize(engine, code).map(ProgramKind::Component),
             }
         };
-        let kind_loaded = loaded.map_err(|err| RunError::internal(anyhow!("{origin}: loading compiled code: {err:#}")))?;
+        let kind_loaded =
+            loaded.map_err(|err| RunError::internal(anyhow!("{origin}: loading compiled code: {err:#}")))?;
         let server = match &kind_loaded {
-            ProgramKind::Component(component) if exports_http_handler(engine, component) => self.engine.pooling().and_then(|pooling| {
-                // SAFETY: as above; the pooling engine has the same configuration and key.
-                let component = unsafe { Component::deserialize(&pooling, code) }.ok()?;
-                Some(ServerCode { engine: pooling, component, _mapped: None })
-            }),
+            ProgramKind::Component(component) if exports_http_handler(engine, component) => {
+                self.engine.pooling().and_then(|pooling| {
+                    // SAFETY: as above; the pooling engine has the same configuration and key.
+                    let component = unsafe { Component::deserialize(&pooling, code) }.ok()?;
+                    Some(ServerCode { engine: pooling, component, _mapped: None })
+                })
+            }
             _ => None,
         };
         Ok(Program { kind: kind_loaded, origin: origin.to_owned(), code: from, server, _mapped: None })
@@ -227,23 +257,32 @@ impl<'e> Loader<'e> {
 
     /// Loads a cache entry; a component is mapped twice, in case it is an HTTP server (the
     /// entry's descriptor is closed when this returns).
-    fn from_entry(&self, entry: Entry, kind: SourceKind, origin: &str, code: CodeOrigin) -> anyhow::Result<Program> {
+    fn load_entry(&self, entry: Entry, kind: SourceKind, origin: &str, code: CodeOrigin) -> anyhow::Result<Program> {
         let second = match kind {
             SourceKind::Component => Some(entry.map_again()?),
             SourceKind::Module => None,
         };
-        self.from_mapped(entry.mapped, second, kind, origin, code)
+        self.load_mapping(entry.mapped, second, kind, origin, code)
     }
 
     /// Loads mapped code into the engine (and, for an HTTP server, a second mapping of it into
     /// a pooling engine).
-    fn from_mapped(&self, mapped: MappedCode, second: Option<MappedCode>, kind: SourceKind, origin: &str, code: CodeOrigin) -> anyhow::Result<Program> {
+    fn load_mapping(
+        &self,
+        mapped: MappedCode,
+        second: Option<MappedCode>,
+        kind: SourceKind,
+        origin: &str,
+        code: CodeOrigin,
+    ) -> anyhow::Result<Program> {
         let engine = self.engine.wasmtime();
         let loaded = load_mapped(engine, &mapped, kind)?;
         let server = match (&loaded, second) {
             (ProgramKind::Component(component), Some(second)) if exports_http_handler(engine, component) => {
                 self.engine.pooling().and_then(|pooling| match load_mapped(&pooling, &second, kind) {
-                    Ok(ProgramKind::Component(component)) => Some(ServerCode { engine: pooling, component, _mapped: Some(second) }),
+                    Ok(ProgramKind::Component(component)) => {
+                        Some(ServerCode { engine: pooling, component, _mapped: Some(second) })
+                    }
                     Ok(ProgramKind::Module(_)) => None,
                     Err(err) => {
                         log::info!("{origin}: not served from a pool: {err:#}");
@@ -281,7 +320,11 @@ fn precompile(engine: &Engine, wasm: &[u8], kind: SourceKind, origin: &str) -> R
 }
 
 /// Compiles `bytes` (binary or text) ahead of time for shipping in an image, with its description.
-pub fn precompile_for_image(engine: &Engine, bytes: &[u8], origin: &str) -> Result<(Vec<u8>, PrecompiledInfo), RunError> {
+pub fn precompile_for_image(
+    engine: &Engine,
+    bytes: &[u8],
+    origin: &str,
+) -> Result<(Vec<u8>, PrecompiledInfo), RunError> {
     let (wasm, kind) = decode_with_kind(bytes, origin)?;
     let code = precompile(engine, &wasm, kind, origin)?;
     let info = PrecompiledInfo {
@@ -331,7 +374,11 @@ mod tests {
         func.call(&mut store, ()).map_err(anyhow::Error::from)
     }
 
-    fn loader<'e>(engine: &'e Engine, cache: Option<&tempfile::TempDir>, policy: PrecompiledPolicy) -> anyhow::Result<Loader<'e>> {
+    fn loader<'e>(
+        engine: &'e Engine,
+        cache: Option<&tempfile::TempDir>,
+        policy: PrecompiledPolicy,
+    ) -> anyhow::Result<Loader<'e>> {
         let cache = cache.map(|dir| CodeCache::open(dir.path())).transpose()?;
         Ok(Loader::new(engine, cache, policy))
     }
@@ -350,9 +397,15 @@ mod tests {
     #[test]
     fn text_and_binary_are_both_loaded() -> anyhow::Result<()> {
         let engine = Engine::new()?;
-        assert_eq!(answer(&engine, &loader(&engine, None, PrecompiledPolicy::Ignore)?.load_bytes(W.as_bytes(), "w.wat")?)?, 1);
+        assert_eq!(
+            answer(&engine, &loader(&engine, None, PrecompiledPolicy::Ignore)?.load_bytes(W.as_bytes(), "w.wat")?)?,
+            1
+        );
         let binary = wat::parse_str(W)?;
-        assert_eq!(answer(&engine, &loader(&engine, None, PrecompiledPolicy::Ignore)?.load_bytes(&binary, "w.wasm")?)?, 1);
+        assert_eq!(
+            answer(&engine, &loader(&engine, None, PrecompiledPolicy::Ignore)?.load_bytes(&binary, "w.wasm")?)?,
+            1
+        );
         let component = wat::parse_str("(component)")?;
         let program = loader(&engine, None, PrecompiledPolicy::Ignore)?.load_bytes(&component, "c.wasm")?;
         assert!(matches!(program.kind, ProgramKind::Component(_)));
@@ -369,13 +422,19 @@ mod tests {
             (b"(module (fun))", "not valid WebAssembly text"),
             (b"\0asm\x01\0\0\0\x99", "invalid WebAssembly"),
         ] {
-            let err = loader(&engine, None, PrecompiledPolicy::Ignore)?.load_bytes(bytes, "x.wasm").err().context("must fail")?;
+            let err = loader(&engine, None, PrecompiledPolicy::Ignore)?
+                .load_bytes(bytes, "x.wasm")
+                .err()
+                .context("must fail")?;
             let text = err.to_string();
             assert!(text.contains(expected), "{text}");
             assert!(!text.contains('\n'), "not one line: {text}");
             assert_eq!(err.exit_code(), 126);
         }
-        let err = loader(&engine, None, PrecompiledPolicy::Ignore)?.load_file(Path::new("/no/such/file.wasm"), None).err().context("must fail")?;
+        let err = loader(&engine, None, PrecompiledPolicy::Ignore)?
+            .load_file(Path::new("/no/such/file.wasm"), None)
+            .err()
+            .context("must fail")?;
         assert_eq!(err.exit_code(), 127);
         assert!(err.to_string().contains("/no/such/file.wasm"));
         Ok(())
@@ -385,7 +444,9 @@ mod tests {
     fn the_cache_is_filled_then_used_and_a_damaged_entry_is_recompiled() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let engine = Engine::new()?;
-        let load = || -> anyhow::Result<Program> { Ok(loader(&engine, Some(&dir), PrecompiledPolicy::Ignore)?.load_bytes(W.as_bytes(), "w.wat")?) };
+        let load = || -> anyhow::Result<Program> {
+            Ok(loader(&engine, Some(&dir), PrecompiledPolicy::Ignore)?.load_bytes(W.as_bytes(), "w.wat")?)
+        };
         assert_eq!(load()?.code, CodeOrigin::Compiled);
         let cached = load()?;
         assert_eq!(cached.code, CodeOrigin::Cache);
@@ -402,7 +463,11 @@ mod tests {
         // a whole, well-checksummed entry that is not this module's code (here: a component's)
         // is refused by wasmtime, removed and compiled again
         let (foreign, _) = precompile_for_image(&engine, b"(component)", "c.wat")?;
-        let key = CacheKey::compiled(&sha256_digest(&wat::parse_str(W)?)["sha256:".len()..], engine.key(), SourceKind::Module);
+        let key = CacheKey::compiled(
+            &sha256_digest(&wat::parse_str(W)?)["sha256:".len()..],
+            engine.key(),
+            SourceKind::Module,
+        );
         assert_eq!(entry.file_name().context("name")?.to_string_lossy(), key.as_str());
         std::fs::remove_file(&entry)?;
         CodeCache::open(dir.path())?.store(&key, &foreign)?;
@@ -425,10 +490,12 @@ mod tests {
         ship_code(&engine, image.path(), &w, &wat::parse_str(X)?)?;
 
         // By default the node compiles W itself: the forged code never runs.
-        let ignored = loader(&engine, Some(&cache), PrecompiledPolicy::Ignore)?.load_file(&module, Some(image.path()))?;
+        let ignored =
+            loader(&engine, Some(&cache), PrecompiledPolicy::Ignore)?.load_file(&module, Some(image.path()))?;
         assert_eq!((ignored.code, answer(&engine, &ignored)?), (CodeOrigin::Compiled, 1));
         // With the node's consent, the image's code is what the image gets.
-        let trusted = loader(&engine, Some(&cache), PrecompiledPolicy::Trust)?.load_file(&module, Some(image.path()))?;
+        let trusted =
+            loader(&engine, Some(&cache), PrecompiledPolicy::Trust)?.load_file(&module, Some(image.path()))?;
         assert_eq!((trusted.code, answer(&engine, &trusted)?), (CodeOrigin::Image, 2));
         // … and nobody else: an innocent image of W still gets the node's own code.
         let innocent = loader(&engine, Some(&cache), PrecompiledPolicy::Trust)?.load_bytes(&w, "innocent.wasm")?;
@@ -450,7 +517,12 @@ mod tests {
         ]);
         let layers = [
             ArtifactLayer { media_type: "application/wasm", digest: &w_digest, annotations: None, bytes: &w },
-            ArtifactLayer { media_type: PRECOMPILED_MEDIA_TYPE, digest: &forged_digest, annotations: Some(&annotations), bytes: &forged },
+            ArtifactLayer {
+                media_type: PRECOMPILED_MEDIA_TYPE,
+                digest: &forged_digest,
+                annotations: Some(&annotations),
+                bytes: &forged,
+            },
         ];
         let trusted = loader(&engine, Some(&cache), PrecompiledPolicy::Trust)?.load_artifact(&layers)?;
         assert_eq!((trusted.code, answer(&engine, &trusted)?), (CodeOrigin::Image, 2));
@@ -502,10 +574,13 @@ mod tests {
         let engine = Engine::new()?;
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| -> anyhow::Result<i32> {
-                    let program = loader(&engine, Some(&dir), PrecompiledPolicy::Ignore)?.load_bytes(W.as_bytes(), "w.wat")?;
-                    answer(&engine, &program)
-                }))
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<i32> {
+                        let program = loader(&engine, Some(&dir), PrecompiledPolicy::Ignore)?
+                            .load_bytes(W.as_bytes(), "w.wat")?;
+                        answer(&engine, &program)
+                    })
+                })
                 .collect();
             for handle in handles {
                 assert_eq!(handle.join().map_err(|_| anyhow!("panicked"))??, 1);

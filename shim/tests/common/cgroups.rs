@@ -54,7 +54,9 @@ impl CgroupLayout {
             (false, false) => Ok(CgroupLayout::V1 { controllers }),
             (true, true) => Ok(CgroupLayout::V2),
             (false, true) => Err(format!("both cgroup v1 controllers ({controllers:?}) and cgroup2 at /sys/fs/cgroup")),
-            (true, false) => Err("neither cgroup v1 controllers under /sys/fs/cgroup nor cgroup2 at /sys/fs/cgroup".into()),
+            (true, false) => {
+                Err("neither cgroup v1 controllers under /sys/fs/cgroup nor cgroup2 at /sys/fs/cgroup".into())
+            }
         }
     }
 
@@ -86,7 +88,11 @@ impl CgroupLayout {
                 };
                 let dir = controllers
                     .iter()
-                    .find(|c| c.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.split(',').any(|part| part == controller)))
+                    .find(|c| {
+                        c.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.split(',').any(|part| part == controller))
+                    })
                     .unwrap_or_else(|| panic!("no v1 {controller} controller among {controllers:?}"));
                 read(dir.join(relative).join(file))
             }
@@ -99,7 +105,9 @@ impl CgroupLayout {
                     Knob::PidsMax => read(dir.join("pids.max")),
                     Knob::PidsCurrent => read(dir.join("pids.current")),
                     Knob::Procs => read(dir.join("cgroup.procs")),
-                    Knob::Freezer => if read(dir.join("cgroup.freeze")) == "1" { "FROZEN" } else { "THAWED" }.to_owned(),
+                    Knob::Freezer => {
+                        if read(dir.join("cgroup.freeze")) == "1" { "FROZEN" } else { "THAWED" }.to_owned()
+                    }
                 }
             }
         }
@@ -112,7 +120,8 @@ impl CgroupLayout {
         match self {
             CgroupLayout::V1 { .. } => self.read_v1("cpu", relative, "cpu.shares") == shares.to_string(),
             CgroupLayout::V2 => {
-                let weight = std::fs::read_to_string(PathBuf::from("/sys/fs/cgroup").join(relative).join("cpu.weight")).unwrap_or_default();
+                let weight = std::fs::read_to_string(PathBuf::from("/sys/fs/cgroup").join(relative).join("cpu.weight"))
+                    .unwrap_or_default();
                 weight.trim() == (1 + (shares - 2) * 9999 / 262142).to_string()
             }
         }
@@ -122,7 +131,9 @@ impl CgroupLayout {
         let CgroupLayout::V1 { controllers } = self else { unreachable!() };
         let dir = controllers
             .iter()
-            .find(|c| c.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.split(',').any(|part| part == controller)))
+            .find(|c| {
+                c.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.split(',').any(|part| part == controller))
+            })
             .unwrap_or_else(|| panic!("no v1 {controller} controller"));
         std::fs::read_to_string(dir.join(relative).join(file)).unwrap_or_default().trim().to_owned()
     }

@@ -93,7 +93,9 @@ fn leads_to(path: &str, root: (u64, u64)) -> bool {
         if (here.st_dev, here.st_ino) == root {
             return true;
         }
-        let Ok(up): Result<OwnedFd, _> = rustix::fs::openat(&dir, "..", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) else {
+        let Ok(up): Result<OwnedFd, _> =
+            rustix::fs::openat(&dir, "..", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        else {
             return false;
         };
         let Ok(above) = rustix::fs::fstat(&up) else { return false };
@@ -138,10 +140,8 @@ fn the_descriptor_scan_finds_host_handles() {
     let cache = tempfile::tempdir().unwrap();
     std::fs::write(cache.path().join("entry.cwasm"), b"code").unwrap();
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let script = format!(
-        "exec 7<{dir} 8<{dir}/entry.cwasm; exec 9< <(sleep 30); sleep 30",
-        dir = cache.path().display()
-    );
+    let script =
+        format!("exec 7<{dir} 8<{dir}/entry.cwasm; exec 9< <(sleep 30); sleep 30", dir = cache.path().display());
     let mut child = std::process::Command::new("bash")
         .args(["-c", &script])
         .stdin(std::process::Stdio::from(OwnedFd::from(theirs)))

@@ -186,7 +186,8 @@ impl Containerd {
             let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-wasmbox-v1"));
-            let ours = args.windows(2).any(|w| w[0] == b"-address" && w[1] == self.socket().as_os_str().as_encoded_bytes());
+            let ours =
+                args.windows(2).any(|w| w[0] == b"-address" && w[1] == self.socket().as_os_str().as_encoded_bytes());
             if is_shim && ours && args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes()) {
                 pids.extend(entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()));
             }
@@ -239,7 +240,12 @@ impl Containerd {
                 .arg(tar)
                 .output()
                 .expect("running ctr");
-            assert!(out.status.success(), "ctr images import {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "ctr images import {}: {}",
+                tar.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         reference
     }
@@ -256,7 +262,14 @@ impl Containerd {
     }
 
     /// `ctr run --rm` of an image already imported.
-    pub fn run_reference(&self, runtime: Option<&str>, reference: &str, id: &str, flags: &[&str], args: &[&str]) -> Run {
+    pub fn run_reference(
+        &self,
+        runtime: Option<&str>,
+        reference: &str,
+        id: &str,
+        flags: &[&str],
+        args: &[&str],
+    ) -> Run {
         let mut cmd = self.ctr();
         cmd.args(["run", "--rm"]);
         if let Some(runtime) = runtime {
@@ -288,7 +301,8 @@ impl Containerd {
         let out = self.ctr_output(&["tasks", "ls"]);
         String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            (fields.first() == Some(&id)).then(|| (fields[1].parse().unwrap_or(0), fields.get(2).unwrap_or(&"").to_string()))
+            (fields.first() == Some(&id))
+                .then(|| (fields[1].parse().unwrap_or(0), fields.get(2).unwrap_or(&"").to_string()))
         })
     }
 
@@ -300,11 +314,13 @@ impl Containerd {
             let channel = containerd_client::connect(self.socket()).await.expect("connecting to containerd");
             let mut tasks = TasksClient::new(channel.clone());
             let wait = WaitRequest { container_id: id.to_owned(), exec_id: String::new() };
-            let waited = tokio::time::timeout(Duration::from_secs(30), tasks.wait(with_namespace!(wait, NAMESPACE)))
-                .await
-                .unwrap_or_else(|_| panic!("task {id} did not stop within 30 s"))
-                .unwrap_or_else(|err| panic!("waiting for task {id}: {err}"))
-                .into_inner();
+            let waited =
+                match tokio::time::timeout(Duration::from_secs(30), tasks.wait(with_namespace!(wait, NAMESPACE))).await
+                {
+                    Ok(Ok(response)) => response.into_inner(),
+                    Ok(Err(err)) => panic!("waiting for task {id}: {err}"),
+                    Err(_) => panic!("task {id} did not stop within 30 s"),
+                };
             let deleted = tasks
                 .delete(with_namespace!(DeleteTaskRequest { container_id: id.to_owned() }, NAMESPACE))
                 .await

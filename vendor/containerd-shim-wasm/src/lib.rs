@@ -10,12 +10,14 @@ pub mod shim;
 #[cfg_attr(windows, path = "sys/windows/mod.rs")]
 pub(crate) mod sys;
 
-#[cfg(any(test, feature = "testing"))]
+// wasmbox: the harness and the tests that run Wasm test modules need the `testing` feature
+// (the modules' crate builds for the `wasm32-wasi` target, which Rust 1.95 no longer has).
+#[cfg(feature = "testing")]
 /// Utilities for writing shims tests.
 /// You can use this to test your runwasi based shim.
 pub mod testing;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 /// Tests for runwasi's containerd-shim-wasm.
 mod test;
 

@@ -421,9 +421,12 @@ impl Client {
         // another image's manifest can stand in for this one's; the CNCF Wasm config lists
         // every layer's digest (`layerDigests`) so that the config binds them. A layer it does
         // not list is ignored; without the list, only the standard Wasm layers are used.
-        let layer_digests: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(image_config)
-            .ok()
-            .and_then(|config| serde_json::from_value(config.get("layerDigests")?.clone()).ok());
+        let layer_digests: Option<Vec<String>> =
+            serde_json::from_slice::<serde_json::Value>(image_config)
+                .ok()
+                .and_then(|config| {
+                    serde_json::from_value(config.get("layerDigests")?.clone()).ok()
+                });
         let bound = |layer: &&oci_spec::image::Descriptor| {
             let bound = match &layer_digests {
                 Some(digests) => digests.iter().any(|d| *d == layer.digest().to_string()),
@@ -648,7 +651,8 @@ async fn send_message(
         })
 }
 
-#[cfg(test)]
+// wasmbox: these need a containerd and the `testing` feature's test modules.
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use std::hash::Hash;
     use std::path::PathBuf;

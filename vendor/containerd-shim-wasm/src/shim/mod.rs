@@ -63,11 +63,11 @@ pub use shim::{Compiler, Shim, Version};
 
 use crate::sys::container::instance;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests;
 
 // This is used in containerd::Client tests
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 pub(crate) use shim::NO_COMPILER;
 
 pub(crate) mod cli;

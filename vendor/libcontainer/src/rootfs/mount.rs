@@ -709,7 +709,8 @@ impl Mount {
             // as mount(2) with MS_RDONLY gives it under runc (a sysfs reads `ro` in the
             // superblock options there); where the superblock exists already read-write (the
             // node's sysfs, for a container in the node's network namespace), as before.
-            let superblock_ro = std::cell::Cell::new(mount_option_config.flags.contains(MsFlags::MS_RDONLY));
+            let superblock_ro =
+                std::cell::Cell::new(mount_option_config.flags.contains(MsFlags::MS_RDONLY));
             let mount_fn = || -> std::result::Result<(), SyscallError> {
                 // fsopen
                 let fsfd_owned = self.syscall.fsopen(typ, 0)?;
@@ -749,8 +750,13 @@ impl Mount {
                 }
 
                 if superblock_ro.get() {
-                    self.syscall
-                        .fsconfig(fsfd, linux::FSCONFIG_SET_FLAG as u32, Some("ro"), None, 0)?;
+                    self.syscall.fsconfig(
+                        fsfd,
+                        linux::FSCONFIG_SET_FLAG as u32,
+                        Some("ro"),
+                        None,
+                        0,
+                    )?;
                 }
                 if let Err(err) =
                     self.syscall

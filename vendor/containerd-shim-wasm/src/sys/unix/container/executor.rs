@@ -74,7 +74,10 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
                 // the guest runs. See `neutralize_inherited_descriptors`.
                 if let Err(err) = neutralize_inherited_descriptors() {
                     log::error!("closing inherited descriptors: {err:#}");
-                    eprintln!("{}: cannot close the descriptors the container inherited: {err:#}", S::name());
+                    eprintln!(
+                        "{}: cannot close the descriptors the container inherited: {err:#}",
+                        S::name()
+                    );
                     std::process::exit(125);
                 }
                 // wasmbox: a plain executor, not a tokio runtime of its own in every container:
@@ -189,13 +192,21 @@ fn neutralize_inherited_descriptors() -> Result<()> {
         .context("listing /proc/self/fd")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("opening /dev/null")?;
-    for fd in numbers.into_iter().filter(|fd| *fd > 2 && *fd != null.as_raw_fd()) {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("opening /dev/null")?;
+    for fd in numbers
+        .into_iter()
+        .filter(|fd| *fd > 2 && *fd != null.as_raw_fd())
+    {
         // SAFETY: dup3 onto a descriptor number this process has open (or had: the one of the
         // directory listing, now closed, is harmless to fill); it closes and replaces it
         // atomically, and no Rust object is invalidated: the number stays a valid descriptor.
         if unsafe { libc::dup3(null.as_raw_fd(), fd, libc::O_CLOEXEC) } < 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("replacing descriptor {fd}"));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("replacing descriptor {fd}"));
         }
     }
     Ok(())

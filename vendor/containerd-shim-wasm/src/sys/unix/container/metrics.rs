@@ -137,3 +137,84 @@ fn memory_entry(data: &MemoryData) -> MemoryEntry {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libcgroups::common::CgroupManager as _;
+
+    use super::*;
+
+    /// A container's cgroup v2 files, recorded from a v2 node (`testdata/cgroup-v2`), read by
+    /// libcgroups as on a v2 node and converted: µs to ns, `anon`/`file` to `rss`/`cache`.
+    #[test]
+    fn cgroup_v2_figures_are_converted() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        let cgroup = root.path().join("wasmbox/c1");
+        std::fs::create_dir_all(&cgroup)?;
+        let recorded = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/sys/unix/container/testdata/cgroup-v2");
+        for file in std::fs::read_dir(recorded)? {
+            let file = file?;
+            std::fs::copy(file.path(), cgroup.join(file.file_name()))?;
+        }
+        // one hugetlb record per page size this machine has (libcgroups asks the kernel which)
+        for entry in std::fs::read_dir("/sys/kernel/mm/hugepages")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(kb) = name
+                .strip_prefix("hugepages-")
+                .and_then(|n| n.strip_suffix("kB"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let size = if kb >= 1 << 20 {
+                format!("{}GB", kb >> 20)
+            } else if kb >= 1 << 10 {
+                format!("{}MB", kb >> 10)
+            } else {
+                format!("{kb}KB")
+            };
+            std::fs::write(cgroup.join(format!("hugetlb.{size}.current")), "0\n")?;
+            std::fs::write(cgroup.join(format!("hugetlb.{size}.events")), "max 0\n")?;
+        }
+        let manager =
+            libcgroups::v2::manager::Manager::new(root.path().to_owned(), "wasmbox/c1".into())?;
+        let metrics = from_cgroup_stats(&manager.stats()?, CgroupVersion::V2);
+        let cpu = metrics.cpu.usage.as_ref().expect("cpu usage");
+        assert_eq!(
+            (cpu.total, cpu.user, cpu.kernel),
+            (183_412_000, 120_001_000, 63_411_000)
+        );
+        let throttling = metrics.cpu.throttling.as_ref().expect("throttling");
+        assert_eq!(
+            (
+                throttling.periods,
+                throttling.throttled_periods,
+                throttling.throttled_time
+            ),
+            (40, 7, 2_500_000)
+        );
+        let memory = metrics.memory.as_ref().expect("memory");
+        assert_eq!((memory.rss, memory.cache), (2_383_872, 524_288));
+        assert_eq!(
+            (
+                memory.inactive_file,
+                memory.active_anon,
+                memory.pg_fault,
+                memory.pg_maj_fault
+            ),
+            (262_144, 40_960, 1843, 2)
+        );
+        let usage = memory.usage.as_ref().expect("usage");
+        assert_eq!(
+            (usage.usage, usage.limit, usage.max),
+            (3_158_016, 67_108_864, 4_194_304)
+        );
+        assert_eq!((metrics.pids.current, metrics.pids.limit), (1, 32));
+        Ok(())
+    }
+}

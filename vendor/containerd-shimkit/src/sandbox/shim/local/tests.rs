@@ -510,7 +510,8 @@ fn test_custom_runtime_options() -> Result<()> {
     let options = Options {
         type_url: "runtimeoptions.v1.Options".to_string(),
         config_path: "".to_string(),
-        config_body: "SystemdCgroup = true\nWASMBOX_PRECOMPILED = \"trust\"\nLevel = 3\n".to_string(),
+        config_body: "SystemdCgroup = true\nWASMBOX_PRECOMPILED = \"trust\"\nLevel = 3\n"
+            .to_string(),
     };
     let req = CreateTaskRequest {
         options: Some(Any {
@@ -527,7 +528,10 @@ fn test_custom_runtime_options() -> Result<()> {
     assert!(config.systemd_cgroup);
     // wasmbox addition: the other options reach the engine
     let options = config.options_as_text();
-    assert_eq!(options.get("WASMBOX_PRECOMPILED").map(String::as_str), Some("trust"));
+    assert_eq!(
+        options.get("WASMBOX_PRECOMPILED").map(String::as_str),
+        Some("trust")
+    );
     assert_eq!(options.get("Level").map(String::as_str), Some("3"));
     assert!(!options.contains_key("SystemdCgroup"));
 
@@ -542,8 +546,14 @@ fn test_empty_and_path_runtime_options() -> Result<()> {
         value: options.encode_to_vec(),
         special_fields: SpecialFields::default(),
     };
-    let empty = Options { type_url: "runtimeoptions.v1.Options".to_string(), ..Default::default() };
-    assert_eq!(Config::get_from_options(Some(&any(empty))).unwrap(), Config::default());
+    let empty = Options {
+        type_url: "runtimeoptions.v1.Options".to_string(),
+        ..Default::default()
+    };
+    assert_eq!(
+        Config::get_from_options(Some(&any(empty))).unwrap(),
+        Config::default()
+    );
     // … and a ConfigPath names a file of options
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("options.toml");
@@ -554,6 +564,12 @@ fn test_empty_and_path_runtime_options() -> Result<()> {
         ..Default::default()
     };
     let config = Config::get_from_options(Some(&any(from_path))).unwrap();
-    assert_eq!(config.options_as_text().get("WASMBOX_PRECOMPILED").map(String::as_str), Some("trust"));
+    assert_eq!(
+        config
+            .options_as_text()
+            .get("WASMBOX_PRECOMPILED")
+            .map(String::as_str),
+        Some("trust")
+    );
     Ok(())
 }
