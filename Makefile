@@ -9,6 +9,8 @@ BIN        := $(CARGO_TARGET_DIR)/release
 SHIM       := $(BIN)/containerd-shim-wasmbox-v1
 WASMBOX    := $(BIN)/wasmbox
 export WASMBOX_IMAGES ?= $(CARGO_TARGET_DIR)/wasmbox-images
+# containerd 1.7, 2.1 and Docker 28 for the tests (scripts/releases.sh, run by `make deps`).
+export WASMBOX_RELEASES ?= $(HOME)/.cache/wasmbox/releases
 IMAGES     := $(WASMBOX_IMAGES)
 GUESTS     := $(CARGO_TARGET_DIR)
 DEMO_WORK  ?= /tmp/wasmbox-demo
@@ -19,12 +21,12 @@ PREFIX     ?= /usr/local
 WASMTIME_CLI_ROOT ?= $(HOME)/.cache/wasmbox/wasmtime-cli
 WASMTIME   := $(WASMTIME_CLI_ROOT)/bin/wasmtime
 
-.PHONY: help deps build images demo test install bench stress clean
+.PHONY: help deps build images demo test test-matrix install bench stress clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## install what is missing: Debian packages and the Rust wasm targets
+deps: ## install what is missing: Debian packages, PyPI and npm tools, the Rust wasm targets; fetch containerd 1.7, 2.1 and Docker 28 for the tests
 	@scripts/deps.sh
 
 build: ## build the shim and the wasmbox CLI (one release build of the workspace)
@@ -36,6 +38,13 @@ images: build ## build the example guests and their OCI images into $(IMAGES)
 demo: deps images ## start a private containerd and run Wasm images (and busybox) through it
 	@scripts/demo.sh "$(SHIM)" "$(IMAGES)" "$(DEMO_WORK)"
 
+# The smoke set run on every containerd release (each test checks that its container left nothing):
+# a module, a component, exit codes, a trap's message, mounts, the missing-file error, HTTP, and
+# artifacts and pods through CRI.
+SMOKE_CTR := rust_wasip1_module rust_wasip2_component exit_code_of_proc_exit trap_exits bind_mount_is \
+             write_to_read_only_mount missing_entrypoint http_component_serves
+SMOKE_CRI := wasm_oci_artifacts pods_run_wasm
+
 # wasmbox's own crates; the vendored ones keep the formatting and lints they were published with.
 CRATES   := -p wasmbox-runtime -p wasmbox-oci -p wasmbox-shim -p wasmbox-cri-tests
 VENDORED := --exclude libcontainer --exclude containerd-shimkit --exclude containerd-shim-wasm
@@ -44,15 +53,26 @@ test: deps images ## formatting, lints, unit and end-to-end tests through real c
 	cargo fmt --check $(CRATES)
 	cargo clippy --release $(CRATES) --all-targets -- -D warnings
 	cargo test --release --workspace $(VENDORED) --no-fail-fast
+	@# The smoke set on containerd 1.7 and 2.1 (the full suites: make test-matrix).
+	for release in 1.7 2.1; do \
+	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-shim --test ctr --test http -- $(SMOKE_CTR); \
+	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-cri-tests --test cri -- $(SMOKE_CRI); \
+	done
 	@# The vendored crates' own tests of the modules wasmbox patches (their other tests need a
 	@# tty, user namespaces or a containerd of their own).
 	cargo test --release -p libcontainer --lib -- process:: rootfs:: container::
 	cargo test --release -p containerd-shimkit -p containerd-shim-wasm --lib
 
+test-matrix: deps images ## the ctr, CRI and Docker suites on containerd 1.6 (the host's), 1.7 and 2.1
+	for release in host 1.7 2.1; do \
+	  echo "== containerd $$release"; \
+	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-shim -p wasmbox-cri-tests --no-fail-fast; \
+	done
+
 install: build ## put the shim in $(PREFIX)/bin and add the runtime to $(CONTAINERD_CONFIG)
 	install -D -m 0755 "$(SHIM)" "$(PREFIX)/bin/containerd-shim-wasmbox-v1"
 	install -D -m 0755 "$(WASMBOX)" "$(PREFIX)/bin/wasmbox"
-	@scripts/containerd-config.sh add "$(CONTAINERD_CONFIG)"
+	"$(PREFIX)/bin/wasmbox" node configure --layout containerd --config "$(CONTAINERD_CONFIG)"
 
 bench: deps images $(WASMTIME) ## start-up and memory against runc, Python with/without --precompile, HTTP against wasmtime serve; results in docs/benchmarks.md
 	@scripts/bench.sh "$(SHIM)" "$(IMAGES)" "$(BENCH_WORK)" docs/benchmarks.md "$(GUESTS)/wasm32-wasip1/release/hello-rust.wasm"

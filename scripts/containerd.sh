@@ -10,10 +10,14 @@
 #   scripts/containerd.sh ctr WORK ARGS…    run ctr against it (namespace: $NS, default wasmbox)
 #
 # At start, WASMBOX_PRECOMPILED (if set) goes into containerd's environment, where the shims read
-# it, and WASMBOX_CRI_OPTIONS (if set: TOML lines) becomes the wasmbox runtime's CRI options table.
+# it, WASMBOX_CRI_OPTIONS (if set: TOML lines) becomes the wasmbox runtime's CRI options table, and
+# CONTAINERD_BIN_DIR (if set) names the directory of the containerd, ctr and
+# containerd-shim-runc-v2 to use (another release: scripts/releases.sh), else the host's, and
+# CONTAINERD_CONFIG_FILE (if set, with SHIM `none`) is the configuration to run with, copied as
+# it is (its root, state, socket and opt dir must be under WORK) instead of the generated one.
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" >&2; exit 2; }
+usage() { sed -n '2,18p' "$0" >&2; exit 2; }
 
 # Starts containerd on the config in $work, with the environment saved at start, and waits for
 # its socket.
@@ -21,10 +25,10 @@ launch() {
   local env=(WASMBOX_CACHE_DIR="$work/cache" WASMBOX_STATE_DIR="$work/run")
   if [ -s "$work/shim.env" ]; then mapfile -t -O 2 env < "$work/shim.env"; fi
   # exec: \$! is containerd's own PID, not a wrapper shell's.
-  (cd / && exec env "${env[@]}" containerd --config "$work/config.toml" >>"$work/containerd.log" 2>&1) &
+  (cd / && exec env "${env[@]}" "$(bin containerd)" --config "$work/config.toml" >>"$work/containerd.log" 2>&1) &
   echo $! > "$work/containerd.pid"
   for _ in $(seq 100); do
-    if ctr -a "$sock" version >/dev/null 2>&1; then return 0; fi
+    if "$(bin ctr)" -a "$sock" version >/dev/null 2>&1; then return 0; fi
     kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null || break
     sleep 0.1
   done
@@ -42,6 +46,10 @@ stop_containerd() {
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$work/containerd.pid"
 }
+# The path of containerd's binary NAME for this instance: from the directory saved at start.
+bin() {
+  if [ -s "$work/bin-dir" ]; then echo "$(cat "$work/bin-dir")/$1"; else command -v "$1"; fi
+}
 [ $# -ge 2 ] || usage
 cmd=$1
 work=$(realpath -m "$2")
@@ -52,7 +60,14 @@ start)
   [ $# -eq 3 ] || usage
   shim=$3
   [ "$(id -u)" = 0 ] || { echo "containerd.sh: containerd needs root" >&2; exit 1; }
-  command -v containerd >/dev/null || { echo "containerd.sh: containerd is not installed (run: make deps)" >&2; exit 1; }
+  mkdir -p "$work"
+  if [ -n "${CONTAINERD_BIN_DIR:-}" ]; then
+    [ -x "$CONTAINERD_BIN_DIR/containerd" ] || { echo "containerd.sh: no containerd in $CONTAINERD_BIN_DIR (run: scripts/releases.sh)" >&2; exit 1; }
+    realpath "$CONTAINERD_BIN_DIR" > "$work/bin-dir"
+  else
+    command -v containerd >/dev/null || { echo "containerd.sh: containerd is not installed (run: make deps)" >&2; exit 1; }
+    rm -f "$work/bin-dir"
+  fi
   [ "$shim" = none ] || [ -x "$shim" ] || { echo "containerd.sh: no shim at $shim (run: make build)" >&2; exit 1; }
   if [ -f "$work/containerd.pid" ] && kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null; then
     echo "containerd.sh: a containerd already runs for $work (pid $(cat "$work/containerd.pid"))" >&2; exit 1
@@ -72,6 +87,12 @@ start)
       runtime+=$'\n        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox.options]\n'
       runtime+="          ConfigPath = \"$work/runtime-options.toml\""
     fi
+  fi
+  if [ -n "${CONTAINERD_CONFIG_FILE:-}" ]; then
+    cp "$CONTAINERD_CONFIG_FILE" "$work/config.toml"
+    : > "$work/containerd.log"
+    launch
+    exit 0
   fi
   cat > "$work/config.toml" <<TOML
 version = 2
@@ -98,6 +119,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 $runtime
   [plugins."io.containerd.internal.v1.opt"]
     path = "$work/opt"
+  # containerd 1.7 and 2.x: no NRI socket in the node's /var/run/nri
+  [plugins."io.containerd.nri.v1.nri"]
+    disable = true
 TOML
   : > "$work/containerd.log"
   launch
@@ -143,7 +167,7 @@ stop)
   ;;
 ctr)
   shift 2
-  exec ctr -a "$sock" -n "${NS:-wasmbox}" "$@"
+  exec "$(bin ctr)" -a "$sock" -n "${NS:-wasmbox}" "$@"
   ;;
 *) usage ;;
 esac

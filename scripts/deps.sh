@@ -47,3 +47,7 @@ for t in wasm32-wasip1 wasm32-wasip2; do
     rustup target add "$t"
   fi
 done
+
+# containerd 1.7 and 2.1 and Docker Engine 28 for the tests, unpacked under WASMBOX_RELEASES
+# (default ~/.cache/wasmbox/releases) from Debian's trixie and sid: nothing is installed.
+"$(dirname "$0")/releases.sh" "${WASMBOX_RELEASES:-$HOME/.cache/wasmbox/releases}" | sed 's/^/deps: release /'

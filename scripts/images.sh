@@ -105,7 +105,6 @@ libs=()
 for lib in $(ldd "$wasmbox" | grep -o '/[^ ]*'); do libs+=(--add "$lib:$lib"); done
 image node-installer  /bin/busybox --path /bin/busybox \
   --add "$root/k8s/installer/install.sh:/opt/wasmbox/install.sh" \
-  --add "$root/scripts/containerd-config.sh:/opt/wasmbox/containerd-config.sh" \
   --add "$bin/containerd-shim-wasmbox-v1:/opt/wasmbox/containerd-shim-wasmbox-v1" \
   --add "$wasmbox:/opt/wasmbox/wasmbox" "${libs[@]}" \
   --entrypoint /bin/busybox --entrypoint sh --entrypoint /opt/wasmbox/install.sh --cmd install

@@ -1,38 +1,52 @@
 #!/bin/sh
 # The wasmbox node installer: puts the shim on a node and the `wasmbox` runtime into its
-# containerd config, idempotently; `uninstall` undoes both. Runs in the installer image
-# (busybox sh) from the DaemonSet in k8s/installer/, or on a node directly.
+# containerd configuration (`wasmbox node configure`, which finds the node's layout: containerd,
+# k3s, RKE2, MicroK8s or k0s), idempotently; `uninstall` undoes both, the configuration back
+# byte for byte. Runs in the installer image (busybox sh) from the DaemonSet in k8s/installer/,
+# or on a node directly.
 #
 #   install.sh install|uninstall
 #
 # Environment (defaults are for the DaemonSet, which mounts the node's / at /host):
 #   HOST_ROOT           the node's root file system                     [/host]
-#   CONTAINERD_CONFIG   containerd's config, on the node                [/etc/containerd/config.toml]
+#   CONTAINERD_CONFIG   containerd's configuration, on the node         [the node layout's]
+#   CONTAINERD_OPTIONS  runtime options to set, KEY=VALUE separated by spaces (e.g. WASMBOX_PRECOMPILED=trust)
 #   SHIM_DIR            where the shim goes, on the node (on containerd's PATH) [/usr/local/bin]
 #   SHIM_SOURCE         the shim to install                             [/opt/wasmbox/containerd-shim-wasmbox-v1]
-#   RESTART_CONTAINERD  command that restarts containerd                [systemctl restart containerd, in the node's namespaces]
+#   WASMBOX             the wasmbox command                             [next to this script]
+#   RESTART_CONTAINERD  command that restarts containerd                [the layout's service, restarted with
+#                       systemctl (snap for MicroK8s) in the node's namespaces]
 #   NODE_NAME           the node to label (from the downward API); unset: no labelling
 #   NODE_LABEL          the label set on install, removed on uninstall  [wasmbox.io/runtime=installed]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 action=${1:-}
+case "$action" in install|uninstall) ;; *) sed -n '2,22p' "$0" >&2; exit 2 ;; esac
 host=${HOST_ROOT:-/host}
-config="$host${CONTAINERD_CONFIG:-/etc/containerd/config.toml}"
 shim_dir="$host${SHIM_DIR:-/usr/local/bin}"
 shim_source=${SHIM_SOURCE:-/opt/wasmbox/containerd-shim-wasmbox-v1}
-restart=${RESTART_CONTAINERD:-nsenter --target 1 --mount --uts --ipc --net --pid -- systemctl restart containerd}
+wasmbox=${WASMBOX:-$here/wasmbox}
 label=${NODE_LABEL:-wasmbox.io/runtime=installed}
 shim="$shim_dir/containerd-shim-wasmbox-v1"
 say() { echo "wasmbox-installer: $*"; }
 
-# Labels (or unlabels, with KEY-) this node through the API server, with the pod's service account.
-# containerd-config.sh: next to this script in the image, in scripts/ in the repository.
-config_script="$here/containerd-config.sh"
-[ -f "$config_script" ] || config_script="$here/../../scripts/containerd-config.sh"
+# What configure and unconfigure edit: the given file, or the node layout's.
+target="--root $host"
+[ -z "${CONTAINERD_CONFIG:-}" ] || target="$target --layout containerd --config $host$CONTAINERD_CONFIG"
+layout=$("$wasmbox" node layout --root "$host")
+in_host="nsenter --target 1 --mount --uts --ipc --net --pid --"
+case "$layout" in
+  k3s) default_restart="$in_host sh -c 'systemctl restart k3s || systemctl restart k3s-agent'" ;;
+  rke2) default_restart="$in_host sh -c 'systemctl restart rke2-server || systemctl restart rke2-agent'" ;;
+  microk8s) default_restart="$in_host snap restart microk8s.daemon-containerd" ;;
+  k0s) default_restart="$in_host sh -c 'systemctl restart k0sworker || systemctl restart k0scontroller'" ;;
+  *) default_restart="$in_host systemctl restart containerd" ;;
+esac
+restart=${RESTART_CONTAINERD:-$default_restart}
 
 label_node() {
   if [ -z "${NODE_NAME:-}" ]; then say "NODE_NAME not set: node not labelled"; return 0; fi
-  "$here/wasmbox" node label "$NODE_NAME" "$1"
+  "$wasmbox" node label "$NODE_NAME" "$1"
 }
 
 changed=0
@@ -47,9 +61,12 @@ install)
     cp "$shim_source" "$shim.new" && chmod 0755 "$shim.new" && mv -f "$shim.new" "$shim"
     say "installed $shim"; changed=1
   fi
-  before=$(cat "$config" 2>/dev/null || true)
-  sh "$config_script" add "$config"
-  [ "$before" = "$(cat "$config")" ] || changed=1
+  options=""
+  for option in ${CONTAINERD_OPTIONS:-}; do options="$options --option $option"; done
+  # shellcheck disable=SC2086
+  result=$("$wasmbox" node configure $target $options)
+  say "$layout node: $result"
+  case "$result" in configured:*) changed=1 ;; esac
   if [ "$changed" = 1 ]; then
     say "restarting containerd: $restart"; sh -c "$restart"
   else
@@ -58,12 +75,12 @@ install)
   label_node "$label"
   ;;
 uninstall)
-  before=$(cat "$config" 2>/dev/null || true)
-  sh "$config_script" remove "$config"
-  [ "$before" = "$(cat "$config" 2>/dev/null || true)" ] || changed=1
+  # shellcheck disable=SC2086
+  result=$("$wasmbox" node unconfigure $target)
+  say "$layout node: $result"
+  case "$result" in unconfigured:*) changed=1 ;; esac
   if [ -f "$shim" ]; then rm -f "$shim"; say "removed $shim"; changed=1; fi
   if [ "$changed" = 1 ]; then say "restarting containerd: $restart"; sh -c "$restart"; fi
   label_node "${label%%=*}-"
   ;;
-*) sed -n '2,16p' "$0" >&2; exit 2 ;;
 esac

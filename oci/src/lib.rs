@@ -1,6 +1,7 @@
 //! Wasm OCI images: build them as OCI image layout tarballs, read them back, and describe the Wasm inside.
 //!
 //! - [`build`]: an image from a `.wasm` / `.wat` file (or a Linux executable) plus extra files;
+//! - [`containerd_config`]: the wasmbox runtime in a node's containerd configuration, in and out;
 //! - [`layout`]: reading and writing OCI image layout tarballs (`oci-layout`, `index.json`, `blobs/`);
 //! - [`inspect`]: what an image holds: manifest, config, layers, and each Wasm binary's kind,
 //!   imports and exports;
@@ -8,6 +9,7 @@
 //! - [`wasm`]: classifying a file and listing its imports and exports.
 
 pub mod build;
+pub mod containerd_config;
 pub mod inspect;
 pub mod layout;
 pub mod node;

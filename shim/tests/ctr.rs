@@ -189,6 +189,7 @@ fn missing_entrypoint_file_fails_clearly() {
     let id = unique_id("missing");
     let run = c.run_wasm("probe", &id, &[], &["/no/such.wasm"]);
     assert_one_line_failure(&run, 127, "/no/such.wasm: No such file or directory");
+    assert_eq!(run.stderr, "wasmbox: /no/such.wasm: No such file or directory\n");
     c.assert_no_leftovers(&id);
 }
 
@@ -324,10 +325,7 @@ fn node_installer_image_has_working_tools() {
         &[],
         &["/bin/busybox", "sh", "-c", "ls /opt/wasmbox; sh /opt/wasmbox/install.sh; echo exit=$?"],
     );
-    assert_eq!(
-        run.stdout, "containerd-config.sh\ncontainerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n",
-        "{run:?}"
-    );
+    assert_eq!(run.stdout, "containerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n", "{run:?}");
     assert!(run.stderr.contains("install.sh install|uninstall"), "{run:?}");
 }
 
@@ -352,4 +350,62 @@ fn exit_statuses_come_from_containerd_for_the_exact_task() {
     assert_eq!(c.wait_stopped(&sibling), 3);
     c.assert_no_leftovers(&id);
     c.assert_no_leftovers(&sibling);
+}
+
+#[test]
+fn a_created_task_reports_its_own_pid_and_can_be_killed_before_it_starts() {
+    // What Docker does on a failed start: create a task, read its PID (Docker sets the
+    // container's network up in /proc/PID/ns/net), then kill, wait for and delete it.
+    use containerd_client::services::v1::snapshots::MountsRequest;
+    use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+    use containerd_client::services::v1::tasks_client::TasksClient;
+    use containerd_client::services::v1::{CreateTaskRequest, KillRequest};
+    use containerd_client::tonic::Request;
+    use containerd_client::with_namespace;
+
+    let c = containerd();
+    let id = unique_id("created");
+    let image = c.image("probe");
+    let created = c.ctr_output(&[
+        "containers",
+        "create",
+        "--runtime",
+        common::WASMBOX,
+        &image,
+        &id,
+        "/probe.wasm",
+        "sleep",
+        "30",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pid = runtime.block_on(async {
+        let channel = containerd_client::connect(c.socket()).await.unwrap();
+        let mounts = SnapshotsClient::new(channel.clone())
+            .mounts(with_namespace!(
+                MountsRequest { snapshotter: "overlayfs".into(), key: id.clone() },
+                common::NAMESPACE
+            ))
+            .await
+            .expect("the container's snapshot mounts")
+            .into_inner()
+            .mounts;
+        let mut tasks = TasksClient::new(channel);
+        let request = CreateTaskRequest { container_id: id.clone(), rootfs: mounts, ..Default::default() };
+        tasks.create(with_namespace!(request, common::NAMESPACE)).await.expect("create").into_inner().pid
+    });
+    // the container's init (not the shim, which runs in the node's namespaces): in the
+    // container's own PID and network namespaces
+    let ns = |pid: u32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    for kind in ["pid", "net"] {
+        assert_ne!(ns(pid, kind), ns(std::process::id(), kind), "PID {pid} is not in the container's {kind} namespace");
+    }
+    assert_eq!(c.task(&id).map(|t| t.0), Some(pid), "ctr tasks ls shows the same PID");
+    runtime.block_on(async {
+        let channel = containerd_client::connect(c.socket()).await.unwrap();
+        let kill = KillRequest { container_id: id.clone(), signal: 9, ..Default::default() };
+        TasksClient::new(channel).kill(with_namespace!(kill, common::NAMESPACE)).await.expect("killing a created task");
+    });
+    assert_eq!(c.wait_stopped(&id), 137);
+    c.assert_no_leftovers(&id);
 }

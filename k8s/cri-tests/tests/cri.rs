@@ -426,30 +426,71 @@ async fn sidecar_pod(name: &str, pid_mode: i32) {
     assert_pod_left_nothing(&pod);
 }
 
-/// A private containerd with no wasmbox runtime (`scripts/containerd.sh start WORK none`), stopped on drop.
+/// A private containerd of `release` with no wasmbox runtime, started on the configuration its own
+/// `containerd config default` prints (as a node has it), changed only where this machine needs
+/// it (its own root, state, socket and opt dir, the local pause image, CNI, OOM scores);
+/// stopped on drop.
 struct BareContainerd {
     work: PathBuf,
     script: PathBuf,
+    ctr: PathBuf,
 }
 
 impl BareContainerd {
-    fn start(name: &str) -> Self {
+    fn start(name: &str, release: &str) -> Self {
+        use toml_edit::{DocumentMut, value};
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containerd.sh");
-        let work = PathBuf::from(format!("/tmp/wasmbox-{name}-{}", std::process::id()));
-        let status = std::process::Command::new(&script).arg("start").arg(&work).arg("none").status().unwrap();
-        assert!(status.success(), "the private containerd did not start");
-        BareContainerd { work, script }
+        let work = PathBuf::from(format!("/tmp/wasmbox-{name}-{release}-{}", std::process::id()));
+        std::fs::create_dir_all(work.join("cni-conf")).unwrap();
+        let bin_dir = common::release_bin_dir(release);
+        let binary = |name: &str| bin_dir.as_ref().map(|dir| dir.join(name)).unwrap_or_else(|| PathBuf::from(name));
+        let default = std::process::Command::new(binary("containerd")).args(["config", "default"]).output().unwrap();
+        assert!(default.status.success(), "containerd config default: {default:?}");
+        let mut doc: DocumentMut = String::from_utf8(default.stdout).unwrap().parse().unwrap();
+        let at = |w: &str| work.join(w).display().to_string();
+        doc["root"] = value(at("root"));
+        doc["state"] = value(at("state"));
+        doc["grpc"]["address"] = value(at("containerd.sock"));
+        doc["plugins"]["io.containerd.internal.v1.opt"]["path"] = value(at("opt"));
+        let version = doc["version"].as_integer().unwrap_or(1);
+        if version >= 3 {
+            let runtime = &mut doc["plugins"]["io.containerd.cri.v1.runtime"];
+            runtime["restrict_oom_score_adj"] = value(true);
+            runtime["netns_mounts_under_state_dir"] = value(true);
+            runtime["cni"]["bin_dirs"] = value(toml_edit::Array::from_iter(["/usr/lib/cni"]));
+            runtime["cni"]["conf_dir"] = value(at("cni-conf"));
+            doc["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] =
+                value("localhost/wasmbox/pause:latest");
+            doc["plugins"]["io.containerd.nri.v1.nri"]["disable"] = value(true);
+        } else {
+            let cri = &mut doc["plugins"]["io.containerd.grpc.v1.cri"];
+            cri["restrict_oom_score_adj"] = value(true);
+            cri["netns_mounts_under_state_dir"] = value(true);
+            cri["sandbox_image"] = value("localhost/wasmbox/pause:latest");
+            cri["cni"]["bin_dir"] = value("/usr/lib/cni");
+            cri["cni"]["conf_dir"] = value(at("cni-conf"));
+            if doc["plugins"].get("io.containerd.nri.v1.nri").is_some() {
+                doc["plugins"]["io.containerd.nri.v1.nri"]["disable"] = value(true);
+            }
+        }
+        let config = work.join("default.toml");
+        std::fs::write(&config, doc.to_string()).unwrap();
+        let mut start = std::process::Command::new(&script);
+        start.arg("start").arg(&work).arg("none").env("CONTAINERD_CONFIG_FILE", &config);
+        match &bin_dir {
+            Some(dir) => start.env("CONTAINERD_BIN_DIR", dir),
+            None => start.env_remove("CONTAINERD_BIN_DIR"),
+        };
+        assert!(start.status().unwrap().success(), "the private containerd {release} did not start");
+        BareContainerd { work, script, ctr: binary("ctr") }
     }
 
     fn import(&self, image: &str) {
-        let images = std::env::var_os("WASMBOX_IMAGES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("wasmbox-images"));
-        let out = std::process::Command::new("ctr")
+        let out = std::process::Command::new(&self.ctr)
             .arg("-a")
             .arg(self.work.join("containerd.sock"))
             .args(["-n", "k8s.io", "images", "import"])
-            .arg(images.join(format!("{image}.tar")))
+            .arg(common::images_dir().join(format!("{image}.tar")))
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
@@ -467,7 +508,7 @@ impl Drop for BareContainerd {
 /// the private containerd: its config, its shim directory, its restart.
 fn node_installer(containerd: &BareContainerd, action: &str) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shim = std::env::current_exe().unwrap().ancestors().nth(2).unwrap().join("containerd-shim-wasmbox-v1");
+    let bin = std::env::current_exe().unwrap().ancestors().nth(2).unwrap().to_owned();
     let out = std::process::Command::new("busybox")
         .arg("sh")
         .arg(repo.join("k8s/installer/install.sh"))
@@ -475,7 +516,8 @@ fn node_installer(containerd: &BareContainerd, action: &str) -> String {
         .env("HOST_ROOT", "/")
         .env("CONTAINERD_CONFIG", containerd.work.join("config.toml"))
         .env("SHIM_DIR", containerd.work.join("opt/bin"))
-        .env("SHIM_SOURCE", &shim)
+        .env("SHIM_SOURCE", bin.join("containerd-shim-wasmbox-v1"))
+        .env("WASMBOX", bin.join("wasmbox"))
         .env("RESTART_CONTAINERD", format!("{} restart {}", containerd.script.display(), containerd.work.display()))
         .env_remove("NODE_NAME")
         .output()
@@ -487,40 +529,54 @@ fn node_installer(containerd: &BareContainerd, action: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
-    let containerd = BareContainerd::start("installer");
-    let config = containerd.work.join("config.toml");
-    let original = std::fs::read_to_string(&config).unwrap();
-    let shim = containerd.work.join("opt/bin/containerd-shim-wasmbox-v1");
-    containerd.import("pause");
-    containerd.import("hello");
+    // on the configuration each containerd release generates: 1.6 and 1.7 (format 2), 2.1 (format 3)
+    for release in ["host", "1.7", "2.1"] {
+        let containerd = BareContainerd::start("installer", release);
+        let config = containerd.work.join("config.toml");
+        let original = std::fs::read_to_string(&config).unwrap();
+        let shim = containerd.work.join("opt/bin/containerd-shim-wasmbox-v1");
+        containerd.import("pause");
+        containerd.import("hello");
 
-    // Before: CRI knows no handler `wasmbox`.
-    let mut cri = client_at(containerd.work.join("containerd.sock")).await;
-    let refused =
-        try_run_pod(&mut cri, &containerd.work, "before", HashMap::new()).await.err().expect("no wasmbox runtime yet");
-    assert!(refused.message().contains("wasmbox"), "{refused:?}");
+        // Before: CRI knows no handler `wasmbox`.
+        let mut cri = client_at(containerd.work.join("containerd.sock")).await;
+        let refused = try_run_pod(&mut cri, &containerd.work, "before", HashMap::new())
+            .await
+            .err()
+            .expect("no wasmbox runtime yet");
+        assert!(refused.message().contains("wasmbox"), "{release}: {refused:?}");
 
-    let first = node_installer(&containerd, "install");
-    assert!(first.contains("restarting containerd"), "{first}");
-    let second = node_installer(&containerd, "install");
-    assert!(second.contains("nothing changed, containerd not restarted"), "{second}");
-    let installed = std::fs::read_to_string(&config).unwrap();
-    assert_eq!(installed.matches("containerd.runtimes.wasmbox]").count(), 1, "{installed}");
-    assert!(shim.is_file());
+        let first = node_installer(&containerd, "install");
+        assert!(first.contains("configured: ") && first.contains("restarting containerd"), "{release}: {first}");
+        let second = node_installer(&containerd, "install");
+        assert!(second.contains("nothing changed, containerd not restarted"), "{release}: {second}");
+        let installed = std::fs::read_to_string(&config).unwrap();
+        assert_eq!(installed.matches("containerd.runtimes.wasmbox]").count(), 1, "{release}: {installed}");
+        assert!(shim.is_file());
 
-    // The runtime works through CRI.
-    let mut cri = client_at(containerd.work.join("containerd.sock")).await;
-    let pod = try_run_pod(&mut cri, &containerd.work, "installed", HashMap::new()).await.expect("RunPodSandbox");
-    let (code, out) = run_container(&mut cri, &pod, container("hello", "hello")).await;
-    assert_eq!((code, out.as_slice()), (0, &["Hello from Rust on wasmbox (wasm32-wasip1)!".to_owned()][..]));
-    remove_pod(&mut cri, &pod).await;
+        // The runtime works through CRI.
+        let mut cri = client_at(containerd.work.join("containerd.sock")).await;
+        let pod = try_run_pod(&mut cri, &containerd.work, "installed", HashMap::new()).await.expect("RunPodSandbox");
+        let (code, out) = run_container(&mut cri, &pod, container("hello", "hello")).await;
+        assert_eq!(
+            (code, out.as_slice()),
+            (0, &["Hello from Rust on wasmbox (wasm32-wasip1)!".to_owned()][..]),
+            "{release}"
+        );
+        remove_pod(&mut cri, &pod).await;
 
-    let removed = node_installer(&containerd, "uninstall");
-    assert!(removed.contains("restarting containerd"), "{removed}");
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "the config is back as it was");
-    assert!(!shim.exists());
-    let mut cri = client_at(containerd.work.join("containerd.sock")).await;
-    assert!(try_run_pod(&mut cri, &containerd.work, "after", HashMap::new()).await.is_err());
+        let removed = node_installer(&containerd, "uninstall");
+        assert!(
+            removed.contains("unconfigured: ") && removed.contains("restarting containerd"),
+            "{release}: {removed}"
+        );
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "{release}: the config is back byte for byte");
+        assert!(!shim.exists());
+        let mut cri = client_at(containerd.work.join("containerd.sock")).await;
+        let refused =
+            try_run_pod(&mut cri, &containerd.work, "after", HashMap::new()).await.err().expect("the handler is gone");
+        assert!(refused.message().contains("wasmbox"), "{release}: {refused:?}");
+    }
 }
 
 /// A containerd whose wasmbox runtime trusts image code through its CRI runtime options.
@@ -607,7 +663,7 @@ async fn forged_artifact_code_runs_only_on_a_trusting_node_and_only_for_its_imag
 
 /// The PIDs containerd lists for a CRI container.
 fn cri_pids(c: &common::Containerd, id: &str) -> Vec<u32> {
-    let out = std::process::Command::new("ctr")
+    let out = std::process::Command::new(c.ctr_binary())
         .arg("-a")
         .arg(c.socket())
         .args(["-n", "k8s.io", "tasks", "ps", id])

@@ -30,8 +30,71 @@ enum Command {
     Node(NodeCommand),
 }
 
+/// Where a node keeps containerd's configuration.
+#[derive(Clone, Copy, ValueEnum)]
+enum NodeLayoutArg {
+    /// The first layout whose files are found under --root, else containerd.
+    Auto,
+    /// /etc/containerd/config.toml (kubeadm, kind, EKS, GKE, AKS nodes, plain containerd).
+    Containerd,
+    /// /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl (seeded from the generated config.toml).
+    K3s,
+    /// /var/lib/rancher/rke2/agent/etc/containerd/config.toml.tmpl (seeded from the generated config.toml).
+    Rke2,
+    /// /var/snap/microk8s/current/args/containerd-template.toml.
+    Microk8s,
+    /// A drop-in /etc/k0s/containerd.d/wasmbox.toml.
+    K0s,
+}
+
+/// Which containerd configuration `node configure` and `node unconfigure` edit.
+#[derive(Args)]
+struct NodeConfigArgs {
+    /// The node's root file system (the installer mounts it at /host).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// The node's layout.
+    #[arg(long, value_enum, default_value = "auto")]
+    layout: NodeLayoutArg,
+    /// The configuration file to edit, under --root, instead of the layout's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The runtime's name for CRI: the RuntimeClass handler.
+    #[arg(long, default_value = "wasmbox")]
+    runtime_name: String,
+}
+
 #[derive(Subcommand)]
 enum NodeCommand {
+    /// Add the wasmbox runtime to the node's containerd configuration (idempotent).
+    ///
+    /// The file is edited in place, comments and order kept: the runtime's CRI table for the
+    /// configuration's version (2, 3 or 4), or a drop-in wasmbox.toml in the directory its
+    /// `imports` names. Pod annotations wasmbox.io/* are passed to the runtime; the runc
+    /// runtime's SystemdCgroup is copied. Prints `configured: FILE` (restart containerd for CRI
+    /// to use it) or `unchanged: FILE`. `unconfigure` restores the file byte for byte.
+    Configure {
+        #[command(flatten)]
+        target: NodeConfigArgs,
+        /// A runtime option, KEY=VALUE (e.g. WASMBOX_PRECOMPILED=trust; true/false are booleans).
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+    /// Print the node's layout: containerd, k3s, rke2, microk8s or k0s.
+    Layout {
+        /// The node's root file system (the installer mounts it at /host).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+    },
+    /// Take the wasmbox runtime out of the node's containerd configuration again.
+    ///
+    /// A file nobody else changed since `configure` is put back byte for byte (a file or
+    /// template `configure` created is removed); otherwise only the runtime's table is taken
+    /// out. Prints `unconfigured: FILE` or `unchanged: FILE`.
+    Unconfigure {
+        #[command(flatten)]
+        target: NodeConfigArgs,
+    },
     /// Set (KEY=VALUE) or remove (KEY-) a label of a node, as `kubectl label node` does.
     ///
     /// In a pod, the API server, token and CA come from the service account; the pod's service
@@ -153,11 +216,64 @@ fn run(cli: Cli) -> Result<()> {
             println!("node {node} labelled: {change}");
             Ok(())
         }
+        Command::Node(NodeCommand::Configure { target, options }) => {
+            use wasmbox_oci::containerd_config::{self as config, OptionValue, Outcome, Runtime};
+            let options = options
+                .iter()
+                .map(|option| {
+                    let (key, value) =
+                        option.split_once('=').with_context(|| format!("--option {option:?}: expected KEY=VALUE"))?;
+                    let value = match value {
+                        "true" => OptionValue::Bool(true),
+                        "false" => OptionValue::Bool(false),
+                        text => OptionValue::Text(text.to_owned()),
+                    };
+                    Ok((key.to_owned(), value))
+                })
+                .collect::<Result<_>>()?;
+            let runtime = Runtime { name: target.runtime_name.clone(), options, ..Runtime::default() };
+            match config::configure(&target.root, node_layout(&target), target.config.as_deref(), &runtime)? {
+                Outcome::Changed(path) => println!("configured: {}", path.display()),
+                Outcome::Unchanged(path) => println!("unchanged: {}", path.display()),
+            }
+            Ok(())
+        }
+        Command::Node(NodeCommand::Layout { root }) => {
+            let layout = wasmbox_oci::containerd_config::Layout::detect(&root);
+            let name = wasmbox_oci::containerd_config::Layout::ALL.iter().find(|(_, l)| *l == layout).map(|(n, _)| *n);
+            println!("{}", name.unwrap_or("containerd"));
+            Ok(())
+        }
+        Command::Node(NodeCommand::Unconfigure { target }) => {
+            use wasmbox_oci::containerd_config::{self as config, Outcome};
+            match config::unconfigure(
+                &target.root,
+                node_layout(&target),
+                target.config.as_deref(),
+                &target.runtime_name,
+            )? {
+                Outcome::Changed(path) => println!("unconfigured: {}", path.display()),
+                Outcome::Unchanged(path) => println!("unchanged: {}", path.display()),
+            }
+            Ok(())
+        }
         Command::Image(ImageCommand::Inspect { image }) => {
             let layout = Layout::read_file(&image)?;
             print!("{}", summarize(&layout)?.render());
             Ok(())
         }
+    }
+}
+
+fn node_layout(args: &NodeConfigArgs) -> wasmbox_oci::containerd_config::Layout {
+    use wasmbox_oci::containerd_config::Layout;
+    match args.layout {
+        NodeLayoutArg::Auto => Layout::detect(&args.root),
+        NodeLayoutArg::Containerd => Layout::Containerd,
+        NodeLayoutArg::K3s => Layout::K3s,
+        NodeLayoutArg::Rke2 => Layout::Rke2,
+        NodeLayoutArg::Microk8s => Layout::MicroK8s,
+        NodeLayoutArg::K0s => Layout::K0s,
     }
 }
 

@@ -94,7 +94,7 @@ impl<'e> Loader<'e> {
                 std::io::ErrorKind::NotFound => FailureKind::NotFound,
                 _ => FailureKind::Invalid,
             };
-            RunError::new(kind, anyhow!("{origin}: {err}"))
+            RunError::new(kind, anyhow!("{origin}: {}", io_cause(&err)))
         })?;
         let offer = |source_digest: &str| precompiled_dir.and_then(|dir| offer_next_to_file(dir, source_digest));
         self.load(&bytes, &origin, offer)
@@ -335,6 +335,16 @@ pub fn precompile_for_image(
         kind: kind.name().to_owned(),
     };
     Ok((code, info))
+}
+
+/// An I/O error's cause as a person reads it: `No such file or directory`, without Rust's
+/// ` (os error 2)`.
+fn io_cause(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((cause, _)) => cause.to_owned(),
+        None => text,
+    }
 }
 
 /// The export that makes a component an HTTP server (any 0.2.x version).

@@ -5,10 +5,14 @@
 //! other node settings) with [`Containerd::start`]. All are stopped by their PIDs when the test
 //! binary exits. Images come from `make images`. Missing root, containerd or images make every
 //! test fail with the reason: nothing is skipped.
+//!
+//! `WASMBOX_CONTAINERD=1.7` or `2.1` runs a binary's containerds on that release (from
+//! `scripts/releases.sh`, which `make deps` runs) instead of the host's 1.6: `make test-matrix`.
 
 #![allow(dead_code)]
 
 pub mod cgroups;
+pub mod docker;
 pub mod forge;
 pub mod hygiene;
 
@@ -36,6 +40,32 @@ pub struct Containerd {
     script: PathBuf,
     images: PathBuf,
     imported: Mutex<HashSet<String>>,
+    /// The `ctr` of its release.
+    ctr: PathBuf,
+    /// Its release: `host` (Debian 12's 1.6), `1.7` or `2.1`.
+    pub release: String,
+}
+
+/// A containerd release the tests can run: `host` (the host's), `1.7` or `2.1`.
+pub fn release_bin_dir(release: &str) -> Option<PathBuf> {
+    match release {
+        "host" | "" | "1.6" => None,
+        "1.7" | "2.1" => {
+            let dir = releases_dir().join(format!("containerd-{release}/usr/bin"));
+            assert!(dir.join("containerd").is_file(), "no containerd {release} in {}: run `make deps`", dir.display());
+            Some(dir)
+        }
+        other => panic!("unknown containerd release {other:?} (host, 1.7, 2.1)"),
+    }
+}
+
+/// Where `scripts/releases.sh` unpacked the other releases: `$WASMBOX_RELEASES`, else
+/// `~/.cache/wasmbox/releases`.
+pub fn releases_dir() -> PathBuf {
+    match std::env::var_os("WASMBOX_RELEASES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/wasmbox/releases"),
+    }
 }
 
 /// The outcome of one `ctr run`.
@@ -47,12 +77,13 @@ pub struct Run {
 }
 
 static CONTAINERD: OnceLock<Containerd> = OnceLock::new();
-/// Work directories of every containerd this test binary started, stopped at exit.
+/// (script, work directory) of every daemon this test binary started, stopped at exit, the
+/// last started first (a dockerd before its containerd).
 static STARTED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 
 extern "C" fn stop_at_exit() {
     let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    for (script, work) in started {
+    for (script, work) in started.into_iter().rev() {
         let _ = Command::new(&script).arg("stop").arg(&work).status();
         if std::env::var_os("WASMBOX_KEEP_WORK").is_none() {
             let _ = std::fs::remove_dir_all(&work);
@@ -115,6 +146,15 @@ pub fn containerd() -> &'static Containerd {
     CONTAINERD.get_or_init(|| Containerd::start("main", &[]))
 }
 
+/// Registers a daemon's `script stop WORK` to run when the test binary exits.
+pub(crate) fn stop_at_exit_too(script: &Path, work: &Path) {
+    let mut started = STARTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if started.is_empty() {
+        unsafe { libc::atexit(stop_at_exit) };
+    }
+    started.push((script.to_owned(), work.to_owned()));
+}
+
 /// A second private containerd of this test binary, whose node setting trusts the native code
 /// images ship (`WASMBOX_PRECOMPILED=trust` in its environment), started on first use.
 pub fn trusting_containerd() -> &'static Containerd {
@@ -123,9 +163,16 @@ pub fn trusting_containerd() -> &'static Containerd {
 }
 
 impl Containerd {
-    /// Starts another private containerd, `label` naming its work directory; `env` goes to
-    /// `scripts/containerd.sh start` (`WASMBOX_PRECOMPILED`, `WASMBOX_CRI_OPTIONS`).
+    /// Starts another private containerd of the release `WASMBOX_CONTAINERD` names (the host's
+    /// by default), `label` naming its work directory; `env` goes to `scripts/containerd.sh
+    /// start` (`WASMBOX_PRECOMPILED`, `WASMBOX_CRI_OPTIONS`).
     pub fn start(label: &str, env: &[(&str, &str)]) -> Containerd {
+        let release = std::env::var("WASMBOX_CONTAINERD").unwrap_or_else(|_| "host".into());
+        Self::start_release(&release, label, env)
+    }
+
+    /// Starts another private containerd of `release` (`host`, `1.7`, `2.1`).
+    pub fn start_release(release: &str, label: &str, env: &[(&str, &str)]) -> Containerd {
         assert_eq!(unsafe { libc::geteuid() }, 0, "the end-to-end tests need root (they run containerd)");
         let images = images_dir();
         assert!(
@@ -137,19 +184,24 @@ impl Containerd {
         let name = binary_name.file_name().unwrap().to_string_lossy().into_owned();
         let work = PathBuf::from(format!("/tmp/wasmbox-e2e-{name}-{label}-{}", std::process::id()));
         let script = repo_root().join("scripts/containerd.sh");
+        let bin_dir = release_bin_dir(release);
+        let ctr = bin_dir.as_ref().map(|dir| dir.join("ctr")).unwrap_or_else(|| PathBuf::from("ctr"));
         let mut command = Command::new(&script);
         command.arg("start").arg(&work).arg(binary("containerd-shim-wasmbox-v1"));
         command.env_remove("WASMBOX_PRECOMPILED").env_remove("WASMBOX_CRI_OPTIONS").envs(env.iter().copied());
-        {
-            let mut started = STARTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if started.is_empty() {
-                unsafe { libc::atexit(stop_at_exit) };
-            }
-            started.push((script.clone(), work.clone()));
-        }
+        match &bin_dir {
+            Some(dir) => command.env("CONTAINERD_BIN_DIR", dir),
+            None => command.env_remove("CONTAINERD_BIN_DIR"),
+        };
+        stop_at_exit_too(&script, &work);
         let status = command.status().expect("running scripts/containerd.sh");
         assert!(status.success(), "the private containerd did not start (see above)");
-        Containerd { work, script, images, imported: Mutex::new(HashSet::new()) }
+        Containerd { work, script, images, imported: Mutex::new(HashSet::new()), ctr, release: release.to_owned() }
+    }
+
+    /// The `ctr` binary of this containerd's release.
+    pub fn ctr_binary(&self) -> &Path {
+        &self.ctr
     }
 
     /// Restarts containerd alone: running shims and containers stay.
@@ -204,7 +256,7 @@ impl Containerd {
 
     /// `ctr` against this containerd in the test namespace.
     pub fn ctr(&self) -> Command {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(&self.ctr);
         cmd.arg("-a").arg(self.socket()).args(["-n", NAMESPACE]);
         cmd
     }
@@ -233,7 +285,7 @@ impl Containerd {
             // containerd 1.6 cannot unpack Wasm artifacts: import them without unpacking (CRI
             // runs them from the content store); tar-layer images are unpacked as usual.
             let unpack = if name.ends_with("-artifact") { "--no-unpack" } else { "--all-platforms" };
-            let out = Command::new("ctr")
+            let out = Command::new(&self.ctr)
                 .arg("-a")
                 .arg(self.socket())
                 .args(["-n", namespace, "images", "import", "--all-platforms", unpack])

@@ -58,6 +58,13 @@ pub trait Instance: 'static {
     /// This is an async call.
     async fn wait(&self) -> (u32, DateTime<Utc>);
 
+    /// The PID of the instance's process once it is created, before it is started (wasmbox
+    /// addition): containerd reports it at create, and Docker finds the container's network
+    /// namespace through it (`/proc/PID/ns/net`). `None`: the shim's own PID is reported.
+    fn created_pid(&self) -> impl Future<Output = Option<u32>> + Send {
+        async { None }
+    }
+
     /// The PIDs of the instance's processes, for `ctr task ps` (wasmbox addition).
     fn pids(&self) -> impl Future<Output = Result<Vec<u32>, Error>> + Send {
         async { Err(unsupported("listing the processes")) }

@@ -37,6 +37,13 @@ impl<T: Instance> InstanceData<T> {
         self.pid.get().copied()
     }
 
+    /// Records the instance's PID at create, when it has one then (wasmbox addition).
+    pub async fn created(&self) -> Option<u32> {
+        let pid = self.instance.created_pid().await?;
+        let _ = self.pid.set(pid);
+        Some(pid)
+    }
+
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Debug"))]
     pub async fn start(&self) -> Result<u32> {
         let mut s = self.state.write().await;

@@ -234,15 +234,18 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
         };
 
         // Check if this is a cri container
-        let instance = InstanceData::new(req.id(), cfg).await?;
+        let instance = Arc::new(InstanceData::new(req.id(), cfg).await?);
+        // wasmbox: the container's PID when it has one already, and its exit reported (the
+        // TaskExit event) whether it was started or not.
+        let pid = instance.created().await.unwrap_or_else(std::process::id);
 
         self.instances
             .write()
             .await
-            .insert(req.id().to_string(), Arc::new(instance));
+            .insert(req.id().to_string(), instance.clone());
 
         self.events.send(TaskCreate {
-            container_id: req.id,
+            container_id: req.id.clone(),
             bundle: req.bundle,
             rootfs: req.rootfs,
             io: Some(TaskIO {
@@ -252,8 +255,24 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
                 ..Default::default()
             })
             .into(),
+            pid,
             ..Default::default()
         });
+        let events = self.events.clone();
+        let id = req.id.clone();
+        async move {
+            let (exit_code, timestamp) = instance.wait().await;
+            let pid = instance.pid().unwrap_or(pid);
+            events.send(TaskExit {
+                container_id: id.clone(),
+                exit_status: exit_code,
+                exited_at: Some(timestamp.to_timestamp()).into(),
+                pid,
+                id,
+                ..Default::default()
+            });
+        }
+        .spawn();
 
         debug!("create done");
 
@@ -262,7 +281,7 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
         oci::setup_prestart_hooks(spec.hooks())?;
 
         Ok(CreateTaskResponse {
-            pid: std::process::id(),
+            pid,
             ..Default::default()
         })
     }
@@ -282,22 +301,7 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
             ..Default::default()
         });
 
-        let events = self.events.clone();
-
-        let id = req.id().to_string();
-
-        async move {
-            let (exit_code, timestamp) = i.wait().await;
-            events.send(TaskExit {
-                container_id: id.clone(),
-                exit_status: exit_code,
-                exited_at: Some(timestamp.to_timestamp()).into(),
-                pid,
-                id,
-                ..Default::default()
-            });
-        }
-        .spawn();
+        // wasmbox: the TaskExit event is sent by the waiter task_create started.
 
         debug!("started: {:?}", req);
 

@@ -24,6 +24,9 @@ impl TaskState {
     pub fn kill(&mut self) -> Result<()> {
         *self = match self {
             Self::Started => Ok(Self::Started),
+            // wasmbox: a created task can be killed too (containerd's force-delete of a task
+            // whose start failed kills it first, and waits for its exit).
+            Self::Created => Ok(Self::Created),
             _ => state_transition_error(*self, "Killing"),
         }?;
         Ok(())

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use containerd_client::tonic::async_trait;
@@ -65,6 +66,22 @@ static OCI_CLIENT: OnceCell<Box<dyn OciClient + Send + Sync + 'static>> = OnceCe
 impl<S: Shim> SandboxInstance for Instance<S> {
     #[cfg_attr(feature = "tracing", tracing::instrument(level = "Info"))]
     async fn new(id: String, cfg: &InstanceConfig) -> Result<Self, SandboxError> {
+        // wasmbox addition: a cgroup path of one driver given to the other fails the create
+        // with the reason, instead of a cgroup made in the wrong place.
+        let spec = Spec::load(cfg.bundle.join("config.json")).map_err(|err| {
+            SandboxError::InvalidArgument(format!("could not load runtime spec: {err}"))
+        })?;
+        let cgroups_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|linux| linux.cgroups_path().clone());
+        check_cgroup_driver(
+            cgroups_path.as_deref(),
+            cfg.config.systemd_cgroup,
+            Path::new("/run/systemd/system"),
+        )
+        .map_err(SandboxError::InvalidArgument)?;
+
         let oci_client = OCI_CLIENT
             .get_or_try_init(|| async {
                 let client =
@@ -141,37 +158,18 @@ impl<S: Shim> SandboxInstance for Instance<S> {
             (id.clone(), cfg.clone(), modules, container_labels),
         )?;
 
-        Ok(Self {
-            id,
-            exit_code: WaitableCell::new(),
-            container,
-            _phantom: Default::default(),
-        })
-    }
-
-    /// Start the instance
-    /// The returned value should be a unique ID (such as a PID) for the instance.
-    /// Nothing internally should be using this ID, but it is returned to containerd where a user may want to use it.
-    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
-    async fn start(&self) -> Result<u32, SandboxError> {
-        log::info!("starting instance: {}", self.id);
-        // make sure we have an exit code by the time we finish (even if there's a panic)
-        let guard = self.exit_code.clone().set_guard_with(|| (137, Utc::now()));
-
-        let pid = self.container.pid()?;
-
+        // wasmbox: the container's init exists from now on: watch for its exit here, so that it
+        // is reported whether the task is started or killed before (a task whose start failed
+        // is killed and waited for by containerd's force-delete).
+        let exit_code = WaitableCell::new();
+        let pid = container.pid()?;
         // Use a pidfd FD so that we can wait for the process to exit asynchronously.
-        // This should be created BEFORE calling container.start() to ensure we never
-        // miss the SIGCHLD event.
         let pidfd = PidFd::new(pid)?;
-
-        self.container.start()?;
-
-        let exit_code = self.exit_code.clone();
+        let guard = exit_code.clone().set_guard_with(|| (137, Utc::now()));
+        let exited = exit_code.clone();
         tokio::spawn(async move {
             // move the exit code guard into this task
             let _guard = guard;
-
             let status = match pidfd.wait().await {
                 Ok(WaitStatus::Exited(_, status)) => status,
                 Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
@@ -184,10 +182,32 @@ impl<S: Shim> SandboxInstance for Instance<S> {
                     137
                 }
             } as u32;
-            let _ = exit_code.set((status, Utc::now()));
+            let _ = exited.set((status, Utc::now()));
         });
 
+        Ok(Self {
+            id,
+            exit_code,
+            container,
+            _phantom: Default::default(),
+        })
+    }
+
+    /// Start the instance
+    /// The returned value should be a unique ID (such as a PID) for the instance.
+    /// Nothing internally should be using this ID, but it is returned to containerd where a user may want to use it.
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
+    async fn start(&self) -> Result<u32, SandboxError> {
+        log::info!("starting instance: {}", self.id);
+        // The exit is watched since the container was created (see `new`).
+        let pid = self.container.pid()?;
+        self.container.start()?;
         Ok(pid as _)
+    }
+
+    /// The container's init, which libcontainer created (wasmbox addition).
+    async fn created_pid(&self) -> Option<u32> {
+        self.container.pid().ok().map(|pid| pid as u32)
     }
 
     /// Send a signal to the instance
@@ -245,6 +265,49 @@ impl<S: Shim> SandboxInstance for Instance<S> {
     }
 }
 
+/// Whether a cgroup path is in the systemd driver's form, `slice:prefix:name`
+/// (`kubepods-besteffort-pod1.slice:cri-containerd:ID`, what the kubelet sends with the systemd
+/// cgroup driver), rather than a path (`/kubepods/besteffort/pod1/ID`).
+pub(crate) fn is_systemd_cgroup_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split(':').collect();
+    !path.starts_with('/')
+        && parts.len() == 3
+        && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+        && !parts[2].is_empty()
+}
+
+/// Checks that the spec's cgroup path is of the driver this runtime uses (`SystemdCgroup` in its
+/// options, as runc's shim reads it), and that systemd runs when it is to manage the cgroups
+/// (`systemd_marker`: `/run/systemd/system`). The error says what to change.
+pub(crate) fn check_cgroup_driver(
+    cgroups_path: Option<&Path>,
+    systemd: bool,
+    systemd_marker: &Path,
+) -> Result<(), String> {
+    let path = cgroups_path
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let systemd_form = is_systemd_cgroup_path(&path);
+    if systemd {
+        if !systemd_marker.exists() {
+            return Err(format!(
+                "the runtime's options set SystemdCgroup = true, but systemd does not run on this node ({} is missing): use the cgroupfs driver (SystemdCgroup = false) here",
+                systemd_marker.display()
+            ));
+        }
+        if !path.is_empty() && !systemd_form {
+            return Err(format!(
+                "cgroupsPath {path:?} is not of the systemd driver's form slice:prefix:name, which SystemdCgroup = true needs (the kubelet's cgroupDriver must be systemd too)"
+            ));
+        }
+    } else if systemd_form {
+        return Err(format!(
+            "cgroupsPath {path:?} is of the systemd driver's form (slice:prefix:name), but this runtime uses the cgroupfs driver: set SystemdCgroup = true in the runtime's options, as for runc (or cgroupDriver: cgroupfs in the kubelet)"
+        ));
+    }
+    Ok(())
+}
+
 fn pod_id(spec: &Spec) -> Option<&str> {
     spec.annotations()
         .as_ref()
@@ -278,6 +341,33 @@ mod tests {
         assert_eq!(pod_id(&spec), Some("test-pod-id"));
 
         Ok(())
+    }
+
+    #[test]
+    fn cgroup_paths_must_fit_the_driver() {
+        use std::path::Path;
+        let present = Path::new("/");
+        let absent = Path::new("/no/such/systemd/marker");
+        let kubelet_systemd = Path::new("kubepods-besteffort-pod1.slice:cri-containerd:abc");
+        let kubelet_cgroupfs = Path::new("/kubepods/besteffort/pod1/abc");
+        assert!(is_systemd_cgroup_path(
+            "kubepods-besteffort-pod1.slice:cri-containerd:abc"
+        ));
+        assert!(is_systemd_cgroup_path(":cri-containerd:abc"));
+        assert!(!is_systemd_cgroup_path("/kubepods/besteffort/pod1/abc"));
+        assert!(!is_systemd_cgroup_path("wasmbox-test/abc"));
+        assert!(!is_systemd_cgroup_path("a:b"));
+        // cgroupfs driver
+        assert!(check_cgroup_driver(Some(kubelet_cgroupfs), false, absent).is_ok());
+        assert!(check_cgroup_driver(None, false, absent).is_ok());
+        let err = check_cgroup_driver(Some(kubelet_systemd), false, present).unwrap_err();
+        assert!(err.contains("set SystemdCgroup = true"), "{err}");
+        // systemd driver
+        assert!(check_cgroup_driver(Some(kubelet_systemd), true, present).is_ok());
+        let err = check_cgroup_driver(Some(kubelet_cgroupfs), true, present).unwrap_err();
+        assert!(err.contains("not of the systemd driver's form"), "{err}");
+        let err = check_cgroup_driver(Some(kubelet_systemd), true, absent).unwrap_err();
+        assert!(err.contains("systemd does not run on this node"), "{err}");
     }
 
     #[test]
