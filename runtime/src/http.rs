@@ -242,8 +242,7 @@ async fn call_guest(
             if let Some(timed_out) = err.downcast_ref::<RequestTimedOut>() {
                 return anyhow!("{timed_out}");
             }
-            let failure =
-                crate::run::note_memory_limit(RunError::from_guest(&origin, err), &store.data().component.limiter);
+            let failure = store.data().component.limiter.explain_trap(RunError::from_guest(&origin, err));
             anyhow!("{failure}")
         })
     });

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use anyhow::anyhow;
 use wasmtime::ResourceLimiter;
+
+use crate::error::{FailureKind, RunError};
 
 /// Memory the process needs besides the guests' linear memories: the shim library, wasmtime,
 /// the compiled code. Taken off the container's limit, so that the kernel's OOM killer is not
@@ -77,6 +80,18 @@ impl MemoryLimiter {
     /// The container-wide limit, if any.
     pub fn limit(&self) -> Option<usize> {
         self.budget.limit
+    }
+
+    /// Says so in a trap's error when it followed a refused `memory.grow`: the guest ran out of
+    /// its memory limit.
+    pub fn explain_trap(&self, mut err: RunError) -> RunError {
+        if let (FailureKind::Trap, Some(refused), Some(limit)) = (err.kind, self.refused, self.limit()) {
+            err.error = anyhow!(
+                "{} (the container's memory limit was hit: growing linear memory to {refused} bytes was refused, the guest may use {limit})",
+                err.error
+            );
+        }
+        err
     }
 }
 

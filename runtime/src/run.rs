@@ -58,7 +58,7 @@ fn run_module(
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(NO_EPOCH_DEADLINE);
     let outcome = call_module(&mut store, &mut linker, module, origin, entry, config);
-    outcome.map_err(|err| note_memory_limit(err, &store.data().limiter))
+    outcome.map_err(|err| store.data().limiter.explain_trap(err))
 }
 
 fn call_module(
@@ -113,7 +113,7 @@ fn run_component(
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(NO_EPOCH_DEADLINE);
     let outcome = call_component(&mut store, &linker, component, origin, entry, config);
-    outcome.map_err(|err| note_memory_limit(err, &store.data().limiter))
+    outcome.map_err(|err| store.data().limiter.explain_trap(err))
 }
 
 fn call_component(
@@ -145,15 +145,4 @@ fn call_component(
     }
     args.finish(names)?;
     Ok(0)
-}
-
-/// Says so when a trap followed a refused `memory.grow`: the guest ran out of its memory limit.
-pub(crate) fn note_memory_limit(mut err: RunError, limiter: &MemoryLimiter) -> RunError {
-    if let (FailureKind::Trap, Some(refused), Some(limit)) = (err.kind, limiter.refused, limiter.limit()) {
-        err.error = anyhow!(
-            "{} (the container's memory limit was hit: growing linear memory to {refused} bytes was refused, the guest may use {limit})",
-            err.error
-        );
-    }
-    err
 }
