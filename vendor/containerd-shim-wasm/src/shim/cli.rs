@@ -91,6 +91,11 @@ pub trait Cli: Shim + private::Sealed {
 
 impl<S: Shim> Cli for S {
     fn run(config: impl Into<Option<Config>>) {
+        // wasmbox: the shim execs itself to create each container (see `container.rs`).
+        #[cfg(unix)]
+        if is_create_helper() {
+            std::process::exit(crate::sys::container::instance::create_helper_main::<S>());
+        }
         let config = config.into().unwrap_or_default();
         let config = containerd_shimkit::Config {
             no_setup_logger: config.no_setup_logger,
@@ -103,5 +108,21 @@ impl<S: Shim> Cli for S {
             S::version(),
             Some(config),
         )
+    }
+}
+
+/// Whether this process is a create helper the shim exec'd, rather than the shim (wasmbox
+/// addition): its first argument is the helper's marker.
+pub fn is_create_helper() -> bool {
+    #[cfg(unix)]
+    {
+        std::env::args_os().nth(1).as_deref()
+            == Some(std::ffi::OsStr::new(
+                crate::sys::container::instance::CREATE_HELPER_ARG,
+            ))
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }

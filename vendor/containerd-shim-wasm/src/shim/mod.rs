@@ -63,16 +63,9 @@ pub use shim::{Compiler, Shim, Version};
 
 use crate::sys::container::instance;
 
-#[cfg(all(test, feature = "testing"))]
-mod tests;
-
-// This is used in containerd::Client tests
-#[cfg(all(test, feature = "testing"))]
-pub(crate) use shim::NO_COMPILER;
-
 pub(crate) mod cli;
 
-pub use cli::Cli;
+pub use cli::{Cli, is_create_helper};
 pub use containerd_shimkit::shim_version as version;
 
 /// Config of shim binary options provided by shim implementations

@@ -192,26 +192,6 @@ fn log_mem() {
     let pid = std::process::id();
     let (rss, tot) = get_mem(pid);
     log::info!("Shim peak memory usage was: peak resident set {rss} kB, peak total {tot} kB");
-
-    let pid = zygote::Zygote::global().run(|_| std::process::id(), ());
-    let (rss, tot) = get_mem(pid);
-    log::info!("Zygote peak memory usage was: peak resident set {rss} kB, peak total {tot} kB");
-}
-
-#[cfg(unix)]
-fn init_zygote_and_logger(debug: bool, config: &Config) {
-    zygote::Zygote::init();
-    if config.no_setup_logger {
-        return;
-    }
-    zygote::Zygote::global().run(
-        |(debug, default_log_level)| {
-            // last two arguments are unused in unix
-            crate::vendor::containerd_shim::logger::init(debug, &default_log_level, "", "")
-                .expect("Failed to initialize logger");
-        },
-        (debug, config.default_log_level.clone()),
-    );
 }
 
 /// Main entry point for the shim.
@@ -238,14 +218,6 @@ where
         println!();
 
         std::process::exit(0);
-    }
-
-    // Initialize the zygote and logger for the container process
-    #[cfg(unix)]
-    if !flags.info {
-        let default_config = Config::default();
-        let config = config.as_ref().unwrap_or(&default_config);
-        init_zygote_and_logger(flags.debug, config);
     }
 
     // Handle -info

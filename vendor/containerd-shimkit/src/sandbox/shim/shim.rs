@@ -40,6 +40,18 @@ where
     }
 }
 
+/// The annotations that put containers in one shim, as containerd-shim-runc-v2 reads them
+/// (wasmbox addition: runwasi groups by the CRI sandbox only).
+pub const GROUP_ANNOTATIONS: [&str; 2] = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
+
+/// The group whose shim serves a container: the first of [`GROUP_ANNOTATIONS`] its spec has.
+pub(crate) fn shim_group(spec: &Spec) -> Option<&String> {
+    let annotations = spec.annotations().as_ref()?;
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| annotations.get(*key).filter(|group| !group.is_empty()))
+}
+
 impl<I> shim::Shim for Shim<I>
 where
     I: Instance + Sync + Send,
@@ -65,11 +77,7 @@ where
         })?;
 
         let id = opts.id.clone();
-        let grouping = spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get("io.kubernetes.cri.sandbox-id"))
-            .unwrap_or(&id);
+        let grouping = shim_group(&spec).unwrap_or(&id);
 
         let (_child, address) = shim::spawn(opts, grouping, vec![])?;
 

@@ -29,7 +29,6 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Mutex;
 
-use containerd_shim::error::Error;
 use log::kv::{self, Visitor};
 use log::{Metadata, Record};
 use time::OffsetDateTime;
@@ -135,29 +134,46 @@ impl log::Log for FifoLogger {
     }
 }
 
-pub fn init(
+/// wasmbox addition: the logger of a process the shim execs (its create helpers), which finds
+/// the shim's `log` FIFO in the current directory, or else writes to its stderr.
+#[cfg(unix)]
+pub fn init_fifo_or_stderr(
     debug: bool,
     default_log_level: &str,
-    _namespace: &str,
-    _id: &str,
-) -> Result<(), Error> {
-    #[cfg(unix)]
-    let logger =
-        FifoLogger::new().map_err(containerd_shim::io_error!(e, "failed to init logger"))?;
-
-    // Containerd on windows expects the log to be a named pipe in the format of \\.\pipe\containerd-<namespace>-<id>-log
-    // There is an assumption that there is always only one client connected which is containerd.
-    // If there is a restart of containerd then logs during that time period will be lost.
-    //
-    // https://github.com/containerd/containerd/blob/v1.7.0/runtime/v2/shim_windows.go#L77
-    // https://github.com/microsoft/hcsshim/blob/5871d0c4436f131c377655a3eb09fc9b5065f11d/cmd/containerd-shim-runhcs-v1/serve.go#L132-L137
-    #[cfg(windows)]
-    let logger = NamedPipeLogger::new(_namespace, _id)
-        .map_err(containerd_shim::io_error!(e, "failed to init logger"))?;
-
+) -> Result<(), log::SetLoggerError> {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Non-blocking open: with no reader on the FIFO (containerd gone) it fails at once
+    // (ENXIO) instead of hanging the helper; writes then block as usual.
+    let fifo = OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("log")
+        .and_then(|file| {
+            let flags = nix::fcntl::OFlag::from_bits_truncate(
+                nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?,
+            );
+            nix::fcntl::fcntl(
+                &file,
+                nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+            Ok(FifoLogger {
+                file: Mutex::new(file),
+            })
+        });
+    let logger = fifo.or_else(|_: io::Error| {
+        io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(|fd| FifoLogger {
+                file: Mutex::new(File::from(fd)),
+            })
+    });
     configure_logging_level(debug, default_log_level);
-    log::set_boxed_logger(Box::new(logger))?;
-    Ok(())
+    match logger {
+        Ok(logger) => log::set_boxed_logger(Box::new(logger)),
+        Err(_) => Ok(()),
+    }
 }
 
 fn configure_logging_level(debug: bool, default_log_level: &str) {

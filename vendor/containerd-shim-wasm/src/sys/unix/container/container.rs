@@ -1,103 +1,250 @@
-use std::cell::RefCell;
-use std::io::Error as IoError;
-use std::mem::transmute;
+//! A container as the shim holds it: libcontainer's state of it, made by a create helper.
+//!
+//! wasmbox change: runwasi forks a zygote process when the shim starts and one more zygote per
+//! container, which creates the container and stays alive to serve every later call (start,
+//! kill, delete, …) from its copy of libcontainer's `Container`; that is four processes per
+//! container (the shim, its zygote, the container's zygote and the container's init).
+//!
+//! Here the shim execs itself as a *create helper* for each create ([`CREATE_HELPER_ARG`]): a
+//! fresh single-threaded process, in which libcontainer may fork safely. The helper creates the
+//! container with `as_sibling`, so that the container's init becomes a child of the shim, writes
+//! back the init's PID and the container's state directory, and exits. The shim then loads
+//! libcontainer's `Container` from that state directory and calls it directly: starting,
+//! signalling, pausing and deleting a container fork nothing (hooks run through
+//! `std::process::Command`, which execs). A container costs the shim's process (shared by the
+//! containers of a group or a pod) and its own init process, nothing else.
 
-use anyhow::{Context, anyhow};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::{Context, anyhow, bail};
 use containerd_shim::protos::cgroups::metrics::Metrics;
-use containerd_shim::protos::protobuf::Message as _;
-use containerd_shimkit::zygote::{WireError, Zygote};
 use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager as _, CgroupSetup};
 use libcontainer::container::Container as YoukiContainer;
 use libcontainer::signal::Signal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::metrics::{CgroupVersion, from_cgroup_stats};
-use serde::de::DeserializeOwned;
 
-thread_local! {
-    // The youki's Container will live in a static inside the zygote process.
-    // Reserve some space for it here.
-    static CONTAINER: RefCell<Option<YoukiContainer>> = RefCell::default();
+/// The first argument that makes the shim binary a create helper instead of a shim.
+pub const CREATE_HELPER_ARG: &str = "--wasmbox-create-container";
+
+/// Longest error text the helper sends back (it must fit in the pipe's buffer, which the helper
+/// fills before it exits and the shim reads after).
+const MAX_REPLY_ERROR: usize = 16 * 1024;
+
+/// What the helper tells the shim: the created container, or why it could not be created.
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    Created { pid: i32, state_dir: PathBuf },
+    Failed(String),
 }
 
-// The exposed container is just a wrapper around the zygore process
-pub struct Container(Zygote);
+/// A created container: libcontainer's state of it, loaded in the shim.
+pub struct Container {
+    youki: Mutex<YoukiContainer>,
+    pid: i32,
+}
 
-// Constructor methods
 impl Container {
-    pub fn build<Arg: Serialize + DeserializeOwned + 'static>(
-        f: fn(Arg) -> anyhow::Result<YoukiContainer>,
-        arg: Arg,
-    ) -> anyhow::Result<Self> {
-        let zygote = Zygote::global().spawn();
-        let container = Container(zygote);
-        container.run_init(f, arg)?;
-
-        Ok(container)
+    /// Execs the create helper with `request` on its stdin and loads the container it created.
+    /// Blocks until the helper is done (the guest's module is loaded by then): call it off the
+    /// async runtime's workers.
+    pub fn create<Request: Serialize>(id: &str, request: &Request) -> anyhow::Result<Self> {
+        let request = encode(request).context("encoding the create request")?;
+        let mut helper = Command::new("/proc/self/exe")
+            .arg(CREATE_HELPER_ARG)
+            .arg(id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the create helper (/proc/self/exe)")?;
+        let mut stdin = helper.stdin.take().context("the create helper's stdin")?;
+        let reply_pipe: OwnedFd = helper.stdout.take().context("the create helper's stdout")?.into();
+        // The helper reads its whole request before it does anything else.
+        let written = stdin.write_all(&request);
+        drop(stdin);
+        // The shim's reaper may collect the helper first (ECHILD here): it has exited either way.
+        let status = helper.wait().ok();
+        written.context("sending the create request to the helper")?;
+        let reply = read_reply(&reply_pipe).with_context(|| match status {
+            Some(status) => format!("the create helper ended ({status}) without a reply"),
+            None => "the create helper ended without a reply".to_owned(),
+        })?;
+        match reply {
+            Reply::Failed(err) => Err(anyhow!(err)),
+            Reply::Created { pid, state_dir } => {
+                let youki = YoukiContainer::load(state_dir.clone()).with_context(|| {
+                    format!("loading the container's state from {}", state_dir.display())
+                })?;
+                Ok(Container {
+                    youki: Mutex::new(youki),
+                    pid,
+                })
+            }
+        }
     }
+
+    fn youki(&self) -> MutexGuard<'_, YoukiContainer> {
+        self.youki.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Encodes a message between the shim and its helper, as maps with named fields: the structs
+/// of `oci-spec` leave out their absent optional fields, which the positional encoding cannot
+/// decode.
+fn encode<T: Serialize + ?Sized>(message: &T) -> anyhow::Result<Vec<u8>> {
+    Ok(rmp_serde::to_vec_named(message)?)
+}
+
+/// Reads the helper's framed reply (a little-endian u32 length, then the encoded [`Reply`]) from
+/// the pipe, without waiting: the helper has exited, so the reply is in the pipe or nowhere (the
+/// container's init, forked by the helper, still holds the pipe's write end until it starts).
+fn read_reply(pipe: &OwnedFd) -> anyhow::Result<Reply> {
+    let flags = rustix::fs::fcntl_getfl(pipe)?;
+    rustix::fs::fcntl_setfl(pipe, flags | rustix::fs::OFlags::NONBLOCK)?;
+    let mut file = std::fs::File::from(pipe.as_fd().try_clone_to_owned()?);
+    let mut len = [0u8; 4];
+    file.read_exact(&mut len).context("reading the reply's length")?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_REPLY_ERROR + 4096 {
+        bail!("the reply is {len} bytes long");
+    }
+    let mut body = vec![0u8; len];
+    file.read_exact(&mut body).context("reading the reply")?;
+    rmp_serde::from_slice(&body).context("decoding the reply")
+}
+
+/// The create helper's side: reads the request from stdin, points stdin and stdout at
+/// `/dev/null` (the container's init, forked from this process, inherits them when the container
+/// has no stdio of its own), calls `create` and sends back its outcome on what was stdout.
+/// Returns the process's exit code.
+pub fn serve_create_request<Request, F>(create: F) -> i32
+where
+    Request: for<'de> Deserialize<'de>,
+    F: FnOnce(Request) -> anyhow::Result<YoukiContainer>,
+{
+    let reply_to = match take_stdio() {
+        Ok(taken) => taken,
+        Err(err) => {
+            eprintln!("create helper: {err:#}");
+            return 2;
+        }
+    };
+    let (request, reply_to) = reply_to;
+    let reply = rmp_serde::from_slice::<Request>(&request)
+        .context("decoding the create request")
+        .and_then(create)
+        .and_then(|container| {
+            let pid = container.pid().context("the created container has no PID")?;
+            Ok(Reply::Created {
+                pid: pid.as_raw(),
+                state_dir: container.root.clone(),
+            })
+        })
+        .unwrap_or_else(|err| {
+            let mut text = format!("{err:#}");
+            if text.len() > MAX_REPLY_ERROR {
+                let mut end = MAX_REPLY_ERROR;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            Reply::Failed(text)
+        });
+    let sent = encode(&reply)
+        .and_then(|body| {
+            let mut file = std::fs::File::from(reply_to);
+            file.write_all(&(body.len() as u32).to_le_bytes())?;
+            file.write_all(&body)?;
+            Ok(())
+        });
+    match (sent, reply) {
+        (Err(err), _) => {
+            eprintln!("create helper: sending the reply: {err:#}");
+            2
+        }
+        (Ok(()), Reply::Created { .. }) => 0,
+        (Ok(()), Reply::Failed(_)) => 1,
+    }
+}
+
+/// Reads all of stdin, keeps stdout (the reply pipe) on a new descriptor and points both at
+/// `/dev/null`.
+fn take_stdio() -> anyhow::Result<(Vec<u8>, OwnedFd)> {
+    let mut request = vec![];
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut request)
+        .context("reading the create request")?;
+    let stdout = std::io::stdout();
+    let reply_to = stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .context("keeping the reply pipe")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("opening /dev/null")?;
+    rustix::stdio::dup2_stdin(&null).context("pointing stdin at /dev/null")?;
+    rustix::stdio::dup2_stdout(&null).context("pointing stdout at /dev/null")?;
+    Ok((request, reply_to))
 }
 
 // Wrap the youki's Container methods that we use
 impl Container {
     pub fn pid(&self) -> anyhow::Result<i32> {
-        self.run(|c, _| Ok(c.pid().map(|pid| pid.as_raw())), ())?
-            .context("Failed to obtain PID")
+        Ok(self.pid)
     }
 
     pub fn start(&self) -> anyhow::Result<()> {
-        self.run(|c, _| Ok(c.start()?), ())
+        Ok(self.youki().start()?)
     }
+
     pub fn kill(&self, signal: u32) -> anyhow::Result<()> {
-        self.run(
-            |c, signal| {
-                let signal = Signal::try_from(signal as i32).context("invalid signal number")?;
-                // wasmbox: the init process only, as containerd-shim-runc-v2 signals a task
-                // (the rest of its PID namespace ends with it); `all` would freeze and thaw
-                // the cgroup, resuming a paused container.
-                Ok(c.kill(signal, false)?)
-            },
-            signal,
-        )
+        let signal = Signal::try_from(signal as i32).context("invalid signal number")?;
+        // wasmbox: the init process only, as containerd-shim-runc-v2 signals a task (the rest
+        // of its PID namespace ends with it); `all` would freeze and thaw the cgroup, resuming a
+        // paused container.
+        Ok(self.youki().kill(signal, false)?)
     }
+
     pub fn delete(&self) -> anyhow::Result<()> {
-        self.run(|c, _| Ok(c.delete(true)?), ())
+        Ok(self.youki().delete(true)?)
     }
 
     // wasmbox additions: ps, pause/resume and metrics, from the container's cgroup.
     pub fn pids(&self) -> anyhow::Result<Vec<u32>> {
-        self.run(
-            |c, _| {
-                let pids = cgroup_manager(c)?
-                    .get_all_pids()
-                    .context("listing the processes of the container's cgroup")?;
-                Ok(pids.into_iter().map(|pid| pid.as_raw() as u32).collect())
-            },
-            (),
-        )
+        let pids = cgroup_manager(&self.youki())?
+            .get_all_pids()
+            .context("listing the processes of the container's cgroup")?;
+        Ok(pids.into_iter().map(|pid| pid.as_raw() as u32).collect())
     }
+
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.run(|c, _| Ok(c.pause()?), ())
+        Ok(self.youki().pause()?)
     }
+
     pub fn resume(&self) -> anyhow::Result<()> {
-        self.run(|c, _| Ok(c.resume()?), ())
+        Ok(self.youki().resume()?)
     }
-    /// The container's cgroup figures as containerd's `io.containerd.cgroups.v1.Metrics`, encoded
-    /// (they cross from the zygote as bytes).
+
+    /// The container's cgroup figures as containerd's `io.containerd.cgroups.v1.Metrics`.
     pub fn metrics(&self) -> anyhow::Result<Metrics> {
-        let bytes = self.run(
-            |c, _| {
-                let stats = cgroup_manager(c)?
-                    .stats()
-                    .context("reading the container's cgroup statistics")?;
-                let version = match libcgroups::common::get_cgroup_setup()? {
-                    CgroupSetup::Unified => CgroupVersion::V2,
-                    CgroupSetup::Legacy | CgroupSetup::Hybrid => CgroupVersion::V1,
-                };
-                Ok(from_cgroup_stats(&stats, version).write_to_bytes()?)
-            },
-            (),
-        )?;
-        Ok(Metrics::parse_from_bytes(&bytes)?)
+        let stats = cgroup_manager(&self.youki())?
+            .stats()
+            .context("reading the container's cgroup statistics")?;
+        let version = match libcgroups::common::get_cgroup_setup()? {
+            CgroupSetup::Unified => CgroupVersion::V2,
+            CgroupSetup::Legacy | CgroupSetup::Hybrid => CgroupVersion::V1,
+        };
+        Ok(from_cgroup_stats(&stats, version))
     }
 }
 
@@ -109,59 +256,24 @@ fn cgroup_manager(c: &YoukiContainer) -> anyhow::Result<AnyCgroupManager> {
     })?)
 }
 
-impl Container {
-    fn run_impl<
-        Arg: Serialize + DeserializeOwned + 'static,
-        T: Serialize + DeserializeOwned + 'static,
-    >(
-        &self,
-        f: fn(&mut Option<YoukiContainer>, Arg) -> anyhow::Result<T>,
-        arg: Arg,
-    ) -> anyhow::Result<T> {
-        self.0
-            .run(
-                |(f, arg)| {
-                    let f: fn(&mut Option<YoukiContainer>, Arg) -> anyhow::Result<T> =
-                        unsafe { transmute(f) };
-                    CONTAINER.with_borrow_mut(|c| -> Result<T, WireError> {
-                        Ok(f(c, arg).map_err(IoError::other)?)
-                    })
-                },
-                (f as usize, arg),
-            )
-            .map_err(|e| anyhow!(e))
-    }
+#[cfg(test)]
+mod tests {
+    use oci_spec::image::{Descriptor, MediaType};
+    use sha256::digest;
 
-    fn run_init<Arg: Serialize + DeserializeOwned + 'static>(
-        &self,
-        f: fn(Arg) -> anyhow::Result<YoukiContainer>,
-        arg: Arg,
-    ) -> anyhow::Result<()> {
-        self.run_impl(
-            |c: &mut Option<YoukiContainer>, (f, arg): (usize, Arg)| -> anyhow::Result<()> {
-                let f: fn(Arg) -> anyhow::Result<YoukiContainer> = unsafe { transmute(f) };
-                *c = Some(f(arg)?);
-                Ok(())
-            },
-            (f as usize, arg),
-        )
-    }
+    use super::*;
 
-    fn run<
-        Arg: Serialize + DeserializeOwned + 'static,
-        T: Serialize + DeserializeOwned + 'static,
-    >(
-        &self,
-        f: fn(&mut YoukiContainer, Arg) -> anyhow::Result<T>,
-        arg: Arg,
-    ) -> anyhow::Result<T> {
-        self.run_impl(
-            |c: &mut Option<YoukiContainer>, (f, arg): (usize, Arg)| -> anyhow::Result<T> {
-                let f: fn(&mut YoukiContainer, Arg) -> anyhow::Result<T> = unsafe { transmute(f) };
-                let c = c.as_mut().expect("Container not initialized");
-                f(c, arg)
-            },
-            (f as usize, arg),
-        )
+    /// The request holds OCI descriptors, whose optional fields are left out when absent.
+    #[test]
+    fn messages_with_optional_fields_round_trip() {
+        let digest = format!("sha256:{}", digest("layer"));
+        let descriptor = Descriptor::new(
+            MediaType::Other("application/wasm".to_owned()),
+            5,
+            digest.parse::<oci_spec::image::Digest>().unwrap(),
+        );
+        let encoded = encode(&vec![descriptor.clone()]).unwrap();
+        let decoded: Vec<Descriptor> = rmp_serde::from_slice(&encoded).unwrap();
+        assert_eq!(decoded, vec![descriptor]);
     }
 }

@@ -180,9 +180,8 @@ fn drop_capabilities_as_exec_would() -> Result<()> {
 /// Points every descriptor above stderr at `/dev/null` (the container's own), just before a Wasm
 /// guest runs in this process (wasmbox addition).
 ///
-/// The container's init process is cloned from the shim, not exec'd, so it holds what the shim
-/// held: the sockets of the shim's zygote (which runs whatever function its socket names), a
-/// procfs of the node's PID namespace (`/proc/1/root` is the node's root), containerd's log
+/// The container's init process is cloned from the shim's create helper, not exec'd, so it holds
+/// what the helper held: the pipe of its reply to the shim, a procfs of the node's PID namespace (`/proc/1/root` is the node's root), containerd's log
 /// FIFO, the node's compiled-code cache. Code that escaped the Wasm sandbox could use any of
 /// them; none is needed once the guest runs. Each is replaced rather than closed, so that no
 /// descriptor number some library still holds comes to name a file the guest opens.

@@ -10,13 +10,16 @@ use containerd_shimkit::sandbox::{
     Error as SandboxError, Instance as SandboxInstance, InstanceConfig,
 };
 use containerd_shimkit::set_logger_kv;
+use libcontainer::container::Container as YoukiContainer;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::WaitStatus;
 use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use super::container::Container;
+use super::container::{Container, serve_create_request};
+pub(crate) use super::container::CREATE_HELPER_ARG;
 use crate::containerd;
 use crate::sandbox::context::WasmLayer;
 use crate::shim::{Compiler, Shim};
@@ -62,6 +65,76 @@ impl<P: Compiler> OciClient for EngineOciClient<P> {
 }
 
 static OCI_CLIENT: OnceCell<Box<dyn OciClient + Send + Sync + 'static>> = OnceCell::const_new();
+
+/// What the shim sends its create helper (wasmbox addition, see `container.rs`).
+#[derive(Serialize, Deserialize)]
+struct CreateRequest {
+    id: String,
+    cfg: InstanceConfig,
+    modules: Vec<WasmLayer>,
+    container_labels: HashMap<String, String>,
+    /// The shim's log level, for the helper's and the container's logger.
+    log_level: String,
+}
+
+/// The create helper's main: creates the container the shim asks for on stdin and exits.
+pub(crate) fn create_helper_main<S: Shim>() -> i32 {
+    serve_create_request(|request: CreateRequest| {
+        // The shim's log FIFO, in the directory containerd started the shim in; if that
+        // container's bundle is gone (a group's first container was deleted), its stderr.
+        let _ = containerd_shimkit::init_fifo_logger(false, &request.log_level);
+        if let Ok(level) = request.log_level.parse() {
+            log::set_max_level(level);
+        }
+        create_container::<S>(request)
+    })
+}
+
+/// Has libcontainer create the container (in the create helper): namespaces, cgroup, root file
+/// system, mounts and stdio; the init process loads the guest before it reports ready.
+fn create_container<S: Shim>(request: CreateRequest) -> anyhow::Result<YoukiContainer> {
+    let CreateRequest {
+        id,
+        cfg,
+        modules,
+        container_labels,
+        ..
+    } = request;
+    let spec = Spec::load(cfg.bundle.join("config.json"))?;
+    match pod_id(&spec) {
+        Some(pod_id) => set_logger_kv([("instance", id.as_str()), ("pod", pod_id)]),
+        None => set_logger_kv([("instance", id.as_str())]),
+    };
+
+    let rootdir = match S::runtime_root() {
+        Some(root) => root.join(&cfg.namespace),
+        None => cfg.determine_rootdir(S::name())?,
+    };
+
+    let mut builder = ContainerBuilder::new(id, SyscallType::Linux)
+        .with_executor(Executor::<S>::new(
+            modules,
+            container_labels,
+            cfg.config.options_as_text(),
+        ))
+        .with_root_path(rootdir)?;
+
+    if let Ok(f) = cfg.open_stdin() {
+        builder = builder.with_stdin(f);
+    }
+    if let Ok(f) = cfg.open_stdout() {
+        builder = builder.with_stdout(f);
+    }
+    if let Ok(f) = cfg.open_stderr() {
+        builder = builder.with_stderr(f);
+    }
+
+    Ok(builder
+        .as_init(&cfg.bundle)
+        .as_sibling(true)
+        .with_systemd(cfg.config.systemd_cgroup)
+        .build()?)
+}
 
 impl<S: Shim> SandboxInstance for Instance<S> {
     #[cfg_attr(feature = "tracing", tracing::instrument(level = "Info"))]
@@ -113,50 +186,19 @@ impl<S: Shim> SandboxInstance for Instance<S> {
             HashMap::new()
         });
 
-        let container = Container::build(
-            |(id, cfg, modules, container_labels)| {
-                let source_spec_path = cfg.bundle.join("config.json");
-                let spec = Spec::load(source_spec_path)?;
-                let pod_id = pod_id(&spec);
-
-                match pod_id {
-                    Some(pod_id) => set_logger_kv([("instance", id.as_str()), ("pod", pod_id)]),
-                    None => set_logger_kv([("instance", id.as_str())]),
-                };
-
-                let rootdir = match S::runtime_root() {
-                    Some(root) => root.join(&cfg.namespace),
-                    None => cfg.determine_rootdir(S::name())?,
-                };
-
-                let mut builder = ContainerBuilder::new(id, SyscallType::Linux)
-                    .with_executor(Executor::<S>::new(
-                        modules,
-                        container_labels,
-                        cfg.config.options_as_text(),
-                    ))
-                    .with_root_path(rootdir.clone())?;
-
-                if let Ok(f) = cfg.open_stdin() {
-                    builder = builder.with_stdin(f);
-                }
-                if let Ok(f) = cfg.open_stdout() {
-                    builder = builder.with_stdout(f);
-                }
-                if let Ok(f) = cfg.open_stderr() {
-                    builder = builder.with_stderr(f);
-                }
-
-                let container = builder
-                    .as_init(&cfg.bundle)
-                    .as_sibling(true)
-                    .with_systemd(cfg.config.systemd_cgroup)
-                    .build()?;
-
-                Ok(container)
-            },
-            (id.clone(), cfg.clone(), modules, container_labels),
-        )?;
+        // wasmbox: a create helper (the shim binary exec'd afresh) creates the container; see
+        // `container.rs`. The init it forks is a child of this process.
+        let request = CreateRequest {
+            id: id.clone(),
+            cfg: cfg.clone(),
+            modules,
+            container_labels,
+            log_level: log::max_level().to_string(),
+        };
+        let helper_id = id.clone();
+        let container = tokio::task::spawn_blocking(move || Container::create(&helper_id, &request))
+            .await
+            .map_err(|err| SandboxError::Others(format!("the create helper's thread: {err}")))??;
 
         // wasmbox: the container's init exists from now on: watch for its exit here, so that it
         // is reported whether the task is started or killed before (a task whose start failed
