@@ -661,6 +661,42 @@ async fn forged_artifact_code_runs_only_on_a_trusting_node_and_only_for_its_imag
     remove_pod(&mut cri, &pod).await;
 }
 
+/// A pod's containers (its sandbox, two Wasm guests and a Linux one) share one shim, and each is
+/// one process, the shim's child: no zygote, no helper left from the create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_containers_share_one_shim_and_are_one_process_each() {
+    let mut cri = cri_with(&["pause", "probe", "busybox"]).await;
+    let pod = run_pod(&mut cri, "one-shim", HashMap::new()).await;
+    let mut ids = vec![];
+    for name in ["wasm-a", "wasm-b"] {
+        let mut wasm = container(name, "probe");
+        wasm.command = vec!["/probe.wasm".into(), "sleep".into(), "60".into()];
+        ids.push(start_container(&mut cri, &pod, wasm).await);
+    }
+    let mut linux = container("linux", "busybox");
+    linux.command = vec!["/bin/busybox".into(), "sleep".into(), "60".into()];
+    ids.push(start_container(&mut cri, &pod, linux).await);
+    let shims: Vec<u32> = std::iter::once(&pod.id).chain(&ids).flat_map(|id| containerd().shim_pids(id)).collect();
+    assert_eq!(shims.len(), 1, "the pod's shims: {shims:?}");
+    let mut inits: Vec<u32> = cri_pids(containerd(), &pod.id);
+    for id in &ids {
+        let pids = cri_pids(containerd(), id);
+        assert_eq!(pids.len(), 1, "container {id}: processes {pids:?}");
+        inits.extend(pids);
+    }
+    inits.sort_unstable();
+    assert_eq!(
+        common::procs::children(shims[0]),
+        inits,
+        "the shim's children: the sandbox's and each container's init"
+    );
+    for id in &ids {
+        cri.stop_container(StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.expect("StopContainer");
+    }
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
+}
+
 /// The PIDs containerd lists for a CRI container.
 fn cri_pids(c: &common::Containerd, id: &str) -> Vec<u32> {
     let out = std::process::Command::new(c.ctr_binary())

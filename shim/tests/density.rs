@@ -1,0 +1,138 @@
+//! End-to-end: what a Wasm container costs in processes, and shims shared by a group.
+//!
+//! A container is its init process and a share of a shim: the shim execs a create helper for
+//! each create, which exits when the container exists (no zygotes). Containers that carry the
+//! `io.containerd.runc.v2.group` annotation share one shim, as with containerd-shim-runc-v2, and
+//! the guests in it stay independent: one crashing or being OOM-killed ends only its container.
+
+mod common;
+
+use common::procs::{alive, children};
+use common::{containerd, start_detached, unique_id, wait_stopped};
+
+/// The PID of task `id`, which must be RUNNING.
+fn running_pid(id: &str) -> u32 {
+    let (pid, status) = containerd().task(id).unwrap_or_else(|| panic!("task {id} is not listed"));
+    assert_eq!(status, "RUNNING", "task {id}");
+    pid
+}
+
+/// The PIDs `ctr task ps` lists for task `id`.
+fn task_ps(id: &str) -> Vec<u32> {
+    let out = containerd().ctr_output(&["tasks", "ps", id]);
+    assert!(out.status.success(), "ctr tasks ps {id}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The one shim serving `shim_id`.
+fn the_shim(shim_id: &str) -> u32 {
+    let shims = containerd().shim_pids(shim_id);
+    assert_eq!(shims.len(), 1, "shims with -id {shim_id}: {shims:?}");
+    shims[0]
+}
+
+fn stop(id: &str) -> u32 {
+    assert!(containerd().ctr_output(&["tasks", "kill", "-s", "SIGKILL", id]).status.success());
+    wait_stopped(id)
+}
+
+#[test]
+fn an_idle_wasm_container_is_its_init_and_its_shim() {
+    let id = unique_id("two-processes");
+    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
+    let init = running_pid(&id);
+    let shim = the_shim(&id);
+    // No helper outlives the create, no zygote stays: the shim's only child is the init, which
+    // has none of its own, and the container's cgroup holds the init alone.
+    assert_eq!(children(shim), [init], "the shim's children");
+    assert_eq!(children(init), Vec::<u32>::new(), "the init's children");
+    assert_eq!(task_ps(&id), [init], "ctr tasks ps");
+    assert_eq!(stop(&id), 137);
+    containerd().assert_no_leftovers(&id);
+}
+
+#[test]
+fn a_group_shares_one_shim_and_outlives_a_guest_crash_and_an_oom_kill() {
+    let c = containerd();
+    let group = unique_id("group");
+    let annotation = format!("io.containerd.runc.v2.group={group}");
+    let in_group = ["--annotation", annotation.as_str()];
+    let ids: Vec<String> = ["sleeper", "victim", "crasher"].iter().map(|name| format!("{group}-{name}")).collect();
+    for id in &ids {
+        start_detached("probe", id, &in_group, &["/probe.wasm", "sleep", "120"]);
+    }
+    // containerd starts the shim for the first container (its `-id`) and hands the group's
+    // later containers to it.
+    let shim = the_shim(&ids[0]);
+    for id in &ids[1..] {
+        assert!(c.shim_pids(id).is_empty(), "{id} has a shim of its own");
+    }
+    let inits: Vec<u32> = ids.iter().map(|id| running_pid(id)).collect();
+    let mut expected = inits.clone();
+    expected.sort_unstable();
+    assert_eq!(children(shim), expected, "the group's shim has one child per container and no helper");
+
+    // A Linux container of the group is OOM-killed by its cgroup's memory limit.
+    let oom = format!("{group}-oom");
+    let busybox = c.image("busybox");
+    let out = c.ctr_output(&[
+        "run",
+        "-d",
+        "--runtime",
+        common::WASMBOX,
+        "--annotation",
+        &annotation,
+        "--memory-limit",
+        "33554432",
+        &busybox,
+        &oom,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "x=$(/bin/busybox head -c 200000000 /dev/zero | /bin/busybox tr '\\0' a); echo survived",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(wait_stopped(&oom), 137, "the OOM-killed container's exit status");
+    // A Wasm guest exhausts its memory limit and aborts (a trap ends its process).
+    let victim = &ids[1];
+    let out = c.ctr_output(&[
+        "run",
+        "--rm",
+        "--runtime",
+        common::WASMBOX,
+        "--annotation",
+        &annotation,
+        "--memory-limit",
+        "67108864",
+        &c.image("probe"),
+        &format!("{victim}-vec"),
+        "/probe.wasm",
+        "vec",
+        "200",
+    ]);
+    assert_eq!(out.status.code(), Some(134), "{out:?}");
+    // The process of a running guest is killed from outside, as the kernel's OOM killer ends a
+    // process (SIGSEGV or SIGABRT sent by `kill` would not do: PID 1 of a PID namespace gets
+    // only the signals it handles, and the engine handles SIGSEGV as a possible trap).
+    let crasher = &ids[2];
+    unsafe { libc::kill(inits[2] as i32, libc::SIGKILL) };
+    assert_eq!(wait_stopped(crasher), 137, "the killed container's exit status");
+
+    // The shim and the other guests are untouched.
+    assert!(alive(shim), "the group's shim died");
+    for (id, init) in ids.iter().zip(&inits).take(2) {
+        assert_eq!(running_pid(id), *init, "{id} after the others ended");
+        assert_eq!(task_ps(id), [*init], "{id} answers ps");
+    }
+    assert_eq!(stop(&ids[1]), 137);
+    assert!(alive(shim), "the group's shim left while a container remains");
+    assert_eq!(children(shim), [inits[0]]);
+    assert_eq!(stop(&ids[0]), 137);
+    for id in ids.iter().chain([&oom]) {
+        c.assert_no_leftovers(id);
+    }
+}
