@@ -9,7 +9,7 @@
 mod cleanup;
 mod sandbox;
 
-use containerd_shim_wasm::shim::{Cli, Config, Shim, Version, version};
+use containerd_shim_wasm::shim::{Cli, Config, Shim, Version, is_create_helper, version};
 
 use crate::sandbox::WasmboxSandbox;
 
@@ -52,8 +52,9 @@ fn main() {
     if command == "delete" {
         // containerd runs `delete` after a shim died: clean up what that shim left.
         cleanup::delete_leftover_container(&args);
-    } else if !args.iter().any(|a| matches!(a.as_str(), "-v" | "--version" | "-info")) {
-        // Must happen before `run` forks the zygote, so that containers inherit it.
+    } else if is_create_helper() {
+        // The create helper forks the container's init, which inherits the cache (and closes
+        // it before its guest runs); the shim's own long-lived process never opens it.
         sandbox::open_code_cache();
     }
     WasmboxShim::run(Config::default());
