@@ -82,7 +82,7 @@ $(WASMTIME): # built once (about 10 minutes on 2 cores): the serve command and n
 	cargo install wasmtime-cli --version 48.0.8 --locked --root "$(WASMTIME_CLI_ROOT)" --no-default-features \
 	  --features run,serve,cranelift,parallel-compilation,pooling-allocator,component-model,component-model-async
 
-stress: deps images ## 1000 sequential + 50 concurrent Wasm containers, then a leak check; figures in docs/benchmarks.md
+stress: deps images ## 1000 sequential + 50 concurrent Wasm runs, 1000 idle Wasm then runc containers, leak checks; figures in docs/benchmarks.md
 	@scripts/stress.sh docs/benchmarks.md
 
 clean: ## remove the build (the shared target dir)

@@ -16,7 +16,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use containerd_shim_wasm::sandbox::Sandbox;
@@ -143,10 +143,12 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, Unprepared> {
     let engine = Engine::with_features(&settings.wasm_features)
         .map_err(|err| Unprepared::Configuration(anyhow!("{WASM_FEATURES}: {err:#}")))?;
     let loader = Loader::new(&engine, cache, node.precompiled);
+    let started = Instant::now();
     let program = match ctx.entrypoint().source {
         Source::File(_) => loader.load_file(&entry.path, Some(Path::new(PRECOMPILED_DIR)))?,
         Source::Oci(layers) => loader.load_artifact(&artifact_layers(layers))?,
     };
+    log::info!("phase load: {:.2} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(Prepared { engine, program, entry, config, settings })
 }
 

@@ -196,9 +196,12 @@ impl<S: Shim> SandboxInstance for Instance<S> {
             log_level: log::max_level().to_string(),
         };
         let helper_id = id.clone();
+        let started = std::time::Instant::now();
         let container = tokio::task::spawn_blocking(move || Container::create(&helper_id, &request))
             .await
             .map_err(|err| SandboxError::Others(format!("the create helper's thread: {err}")))??;
+        // wasmbox: the phases of a container's life, for `make bench`.
+        log::info!("{id}: phase create: {:.2} ms", started.elapsed().as_secs_f64() * 1e3);
 
         // wasmbox: the container's init exists from now on: watch for its exit here, so that it
         // is reported whether the task is started or killed before (a task whose start failed
@@ -243,7 +246,9 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         log::info!("starting instance: {}", self.id);
         // The exit is watched since the container was created (see `new`).
         let pid = self.container.pid()?;
+        let started = std::time::Instant::now();
         self.container.start()?;
+        log::info!("{}: phase start: {:.2} ms", self.id, started.elapsed().as_secs_f64() * 1e3);
         Ok(pid as _)
     }
 
@@ -265,7 +270,9 @@ impl<S: Shim> SandboxInstance for Instance<S> {
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     async fn delete(&self) -> Result<(), SandboxError> {
         log::info!("deleting instance: {}", self.id);
+        let started = std::time::Instant::now();
         self.container.delete()?;
+        log::info!("{}: phase delete: {:.2} ms", self.id, started.elapsed().as_secs_f64() * 1e3);
         Ok(())
     }
 
