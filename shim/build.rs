@@ -1,6 +1,6 @@
 //! Links the shim as a position-dependent executable (`-no-pie`).
 //!
-//! Every container gets its own shim process, exec'd afresh. A position-independent shim must
+//! Every container runs processes of this binary (its shim, its init). A position-independent shim must
 //! relocate its 1.2 MB of `.data.rel.ro` at every exec, which makes those pages private to each
 //! container: measured here, 20 idle containers cost 4.7 MiB PSS each with PIE and 3.3 MiB
 //! without (`make bench`). A non-PIE executable has those pointers fixed at link time and shares
