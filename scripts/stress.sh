@@ -2,16 +2,21 @@
 # `make stress`: 1000 sequential and 50 concurrent `ctr run --rm` of the Wasm hello image; 1000
 # idle Wasm containers at once, then 1000 idle runc busybox containers; each followed by a check
 # that nothing is left. The figures go to OUT (docs/benchmarks.md, section "stress").
-#   scripts/stress.sh OUT
+#   scripts/stress.sh OUT [LOG]   LOG: write the section from the saved output of an earlier run
 set -euo pipefail
-out=$1
+out=$1 saved=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 load=${WASMBOX_LOAD:-1000x50} idle=${WASMBOX_IDLE:-1000}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-WASMBOX_LOAD=$load WASMBOX_IDLE=$idle cargo test --release -p wasmbox-shim --test load -- --nocapture --test-threads 1 2>&1 | tee "$log"
-line=$(grep '^load: ' "$log" | tail -n 1)
-idle_lines=$(grep '^idle: ' "$log" | sed 's/^idle: /    /')
+if [ -n "$saved" ]; then
+  log=$saved
+else
+  log=$(mktemp)
+  trap 'rm -f "$log"' EXIT
+  WASMBOX_LOAD=$load WASMBOX_IDLE=$idle cargo test --release -p wasmbox-shim --test load -- --nocapture --test-threads 1 2>&1 | tee "$log"
+fi
+# The test's lines may follow libtest's "test NAME ... " on the same line.
+line=$(grep -o 'load: .*' "$log" | tail -n 1)
+idle_lines=$(grep -o 'idle: .*' "$log" | sed 's/^idle: /    /')
 [ -n "$line" ] && [ -n "$idle_lines" ] || { echo "stress: the load test printed no figures" >&2; exit 1; }
 "$here/doc-section.sh" "$out" stress <<MD
 ## Stress: no leaks under load, $idle idle containers
@@ -26,8 +31,8 @@ and \`WASMBOX_IDLE=$idle\`). Last run: $(date -u +%Y-%m-%d), $(nproc) cores, $(a
 $idle idle containers of each runtime, started with \`ctr run -d\` four at a time (wasmbox: the \`probe\`
 guest sleeping, its code mapped from the node's cache; runc: busybox \`sleep\`); each must be RUNNING
 in \`ctr tasks ls\` and list its process in \`ctr tasks ps\`. PSS is summed over every process they cost
-(their own and their shims). The runc set runs after the wasmbox set is gone: together they would need
-more PIDs than this machine's \`kernel.pid_max\` ($(cat /proc/sys/kernel/pid_max)) allows, each shim being many threads.
+(their own and their shims). The runc set runs after the wasmbox set is gone: together they would come
+close to this machine's \`kernel.pid_max\` ($(cat /proc/sys/kernel/pid_max)): every shim is a dozen threads or more.
 
 $idle_lines
 

@@ -17,17 +17,6 @@ fn running_pid(id: &str) -> u32 {
     pid
 }
 
-/// The PIDs `ctr task ps` lists for task `id`.
-fn task_ps(id: &str) -> Vec<u32> {
-    let out = containerd().ctr_output(&["tasks", "ps", id]);
-    assert!(out.status.success(), "ctr tasks ps {id}: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
 /// The one shim serving `shim_id`.
 fn the_shim(shim_id: &str) -> u32 {
     let shims = containerd().shim_pids(shim_id);
@@ -50,7 +39,7 @@ fn an_idle_wasm_container_is_its_init_and_its_shim() {
     // has none of its own, and the container's cgroup holds the init alone.
     assert_eq!(children(shim), [init], "the shim's children");
     assert_eq!(children(init), Vec::<u32>::new(), "the init's children");
-    assert_eq!(task_ps(&id), [init], "ctr tasks ps");
+    assert_eq!(containerd().task_pids(&id), [init], "ctr tasks ps");
     // Only the create helper opens the node's code cache: the long-lived shim holds no handle on it.
     let cache = containerd().cache_dir();
     let held: Vec<_> = std::fs::read_dir(format!("/proc/{shim}/fd"))
@@ -172,7 +161,7 @@ fn a_group_shares_one_shim_and_outlives_a_guest_crash_and_an_oom_kill() {
     assert!(alive(shim), "the group's shim died");
     for (id, init) in ids.iter().zip(&inits).take(2) {
         assert_eq!(running_pid(id), *init, "{id} after the others ended");
-        assert_eq!(task_ps(id), [*init], "{id} answers ps");
+        assert_eq!(containerd().task_pids(id), [*init], "{id} answers ps");
     }
     assert_eq!(stop(&ids[1]), 137);
     assert!(alive(shim), "the group's shim left while a container remains");

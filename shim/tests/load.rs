@@ -134,12 +134,7 @@ fn idle_containers_all_run_and_leave_nothing_behind() {
         for id in &ids {
             let line = listed.lines().find(|l| l.split_whitespace().next() == Some(id.as_str()));
             assert!(line.is_some_and(|l| l.contains("RUNNING")), "{id} is not RUNNING: {line:?}");
-            let ps = c.ctr_output(&["tasks", "ps", id]);
-            let ps: Vec<u32> = String::from_utf8_lossy(&ps.stdout)
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-                .collect();
+            let ps = c.task_pids(id);
             assert!(!ps.is_empty(), "ctr tasks ps {id} lists no process");
             pids.extend(ps);
         }

@@ -70,13 +70,8 @@ fn a_workload_cannot_grant_itself_the_nodes_trust() {
 
 /// The descriptors of a running task's processes, from the node's side.
 fn assert_no_host_handles(c: &Containerd, id: &str) {
-    let out = c.ctr_output(&["tasks", "ps", id]);
-    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
-    assert!(!pids.is_empty(), "no processes for {id}: {out:?}");
+    let pids = c.task_pids(id);
+    assert!(!pids.is_empty(), "no processes for {id}");
     let found = hygiene::host_handles(&pids, &c.cache_dir());
     assert!(found.is_empty(), "the container's processes hold host handles:\n{}", found.join("\n"));
 }

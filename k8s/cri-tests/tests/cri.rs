@@ -699,17 +699,7 @@ async fn a_pods_containers_share_one_shim_and_are_one_process_each() {
 
 /// The PIDs containerd lists for a CRI container.
 fn cri_pids(c: &common::Containerd, id: &str) -> Vec<u32> {
-    let out = std::process::Command::new(c.ctr_binary())
-        .arg("-a")
-        .arg(c.socket())
-        .args(["-n", "k8s.io", "tasks", "ps", id])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
+    c.task_pids_in("k8s.io", id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

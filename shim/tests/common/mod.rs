@@ -349,6 +349,27 @@ impl Containerd {
         assert!(out.status.success(), "{out:?}");
     }
 
+    /// The PIDs `ctr tasks ps` lists for task `id` of containerd namespace `namespace` (empty if
+    /// it has none or is not there).
+    pub fn task_pids_in(&self, namespace: &str, id: &str) -> Vec<u32> {
+        let out = Command::new(&self.ctr)
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", namespace, "tasks", "ps", id])
+            .output()
+            .expect("running ctr");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    /// The PIDs `ctr tasks ps` lists for task `id` of the test namespace.
+    pub fn task_pids(&self, id: &str) -> Vec<u32> {
+        self.task_pids_in(NAMESPACE, id)
+    }
+
     /// The PID and status of task `id` in `ctr tasks ls`.
     pub fn task(&self, id: &str) -> Option<(u32, String)> {
         let out = self.ctr_output(&["tasks", "ls"]);
