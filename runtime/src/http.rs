@@ -115,7 +115,11 @@ pub fn serve(engine: &Engine, program: &Program, config: &RunConfig) -> Result<E
     wasi::builder(config).map_err(RunError::invalid)?;
     let budget = MemoryBudget::for_container(config.memory_limit);
     let server = Arc::new(Server { pre, config: config.clone(), origin: origin.clone(), budget });
+    // A worker per core the container may use (its cgroup's CPU quota, its affinity), whatever
+    // TOKIO_WORKER_THREADS the shim set for its own runtimes.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .thread_name("http")
         .build()

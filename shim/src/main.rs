@@ -42,11 +42,26 @@ impl Shim for WasmboxShim {
     }
 }
 
+/// Has the async runtimes that tokio builds with its defaults (the shim's own, and wasmtime-wasi's
+/// in the container's init, which inherits this environment) run one worker thread instead of one
+/// per core: a shim and an idle guest wait for a few events each, and on a 64-core node every
+/// container cost 128 idle threads. The HTTP server sizes its runtime itself. A value the node's
+/// admin set for the shim is kept. The guest never sees it: its environment is the spec's.
+fn one_async_worker_per_process() {
+    const WORKERS: &str = "TOKIO_WORKER_THREADS";
+    if std::env::var_os(WORKERS).is_none() {
+        // SAFETY: called from `main` before any other thread of this process exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var(WORKERS, "1") };
+    }
+}
+
 fn main() {
     // One malloc arena for all threads: the shim is idle most of its life, and per-thread
     // arenas cost every container's processes memory for nothing.
     // SAFETY: mallopt before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    one_async_worker_per_process();
     let args: Vec<String> = std::env::args().collect();
     let command = args.last().map(String::as_str).unwrap_or_default();
     if command == "delete" {

@@ -90,6 +90,40 @@ fn an_idle_containers_processes_sleep() {
     assert!(woke.0 <= 30 && woke.1 <= 30, "wake-ups in 3 idle seconds: shim {}, init {}", woke.0, woke.1);
 }
 
+/// How many threads of process `pid` have the name `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("listing the process's threads")
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name))
+        .count()
+}
+
+/// The shim's and the guest's async runtimes run one worker thread each, not one per core of the
+/// node (tokio's default): on a 64-core node every idle container had 128 of them.
+#[test]
+fn an_idle_container_runs_one_async_worker_per_process() {
+    let id = unique_id("workers");
+    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
+    let init = running_pid(&id);
+    let shim = the_shim(&id);
+    // Once the guest sleeps (wasmtime-wasi starts its runtime at the guest's first poll).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let workers = (threads_named(shim, "tokio-rt-worker"), threads_named(init, "tokio-rt-worker"));
+    assert_eq!(stop(&id), 137);
+    containerd().assert_no_leftovers(&id);
+    // The shim has two runtimes (the shim library's and the instance's), the init one.
+    assert!(
+        workers.0 <= 2 && workers.1 <= 1,
+        "tokio workers in the shim and in the init: {workers:?} ({} cores here)",
+        num_cores()
+    );
+}
+
+fn num_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 #[test]
 fn a_group_shares_one_shim_and_outlives_a_guest_crash_and_an_oom_kill() {
     let c = containerd();
