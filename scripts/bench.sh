@@ -117,6 +117,9 @@ mem_series() { # mem_series LABEL N FLAGS IMAGE ARGS… → "pss_min pss_med pss
   echo "$(printf '%s\n' "${pss_list[@]}" | stats2) $(printf '%s\n' "${rss_list[@]}" | stats2) $(awk -v p="$procs" -v s="$shims" -v n="$n" 'BEGIN {printf "%.2f", (p+s)/n}')"
 }
 stats2() { sort -g | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.2f %.2f %.2f", a[1], m, a[NR]}'; }
+# The probe's code compiled into the cache first (the Python series emptied it): a container that
+# compiles keeps the compiler's heap, which is not what an idle container of a cached module costs.
+ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/probe:latest bench-probe-warm /probe.wasm exit 0 >/dev/null
 mem_data="$work/memory.dat"
 echo "# n wasm(pss min med max rss min med max procs) grouped(…) runc(…)" > "$mem_data"
 mem_rows=""

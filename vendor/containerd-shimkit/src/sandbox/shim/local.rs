@@ -383,7 +383,11 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
 
         let i = self.get_instance(req.id()).await?;
         let pid = i.pid();
-        let (exit_code, timestamp) = i.wait().now_or_never().unzip();
+        // wasmbox: the instance's own exit cell, as in `task_delete`: `i.wait()` takes the task
+        // state's lock, which `now_or_never` can find pending (held, or tokio's cooperative
+        // budget spent), and a task that had exited and been waited for showed RUNNING (seen
+        // once in six runs of `test_cri_task`).
+        let (exit_code, timestamp) = i.instance.wait().now_or_never().unzip();
         let timestamp = timestamp.map(ToTimestamp::to_timestamp);
 
         let status = if pid.is_none() {
