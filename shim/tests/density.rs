@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::procs::{alive, children};
+use common::procs::{alive, children, thread_files};
 use common::{containerd, start_detached, unique_id, wait_stopped};
 
 /// The PID of task `id`, which must be RUNNING.
@@ -55,17 +55,10 @@ fn an_idle_wasm_container_is_its_init_and_its_shim() {
 
 /// Context switches of every thread of process `pid` so far.
 fn context_switches(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("listing the process's threads")
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
+    thread_files(pid, "status")
+        .iter()
+        .flat_map(|status| status.lines().filter(|l| l.contains("ctxt_switches:")))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
         .sum()
 }
 
@@ -92,11 +85,7 @@ fn an_idle_containers_processes_sleep() {
 
 /// How many threads of process `pid` have the name `name`.
 fn threads_named(pid: u32, name: &str) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("listing the process's threads")
-        .flatten()
-        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name))
-        .count()
+    thread_files(pid, "comm").iter().filter(|comm| comm.trim() == name).count()
 }
 
 /// The shim's and the guest's async runtimes run one worker thread each, not one per core of the

@@ -27,3 +27,12 @@ pub fn alive(pid: u32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     Path::new(&format!("/proc/{pid}")).exists() && !status.lines().any(|l| l.starts_with("State:\tZ"))
 }
+
+/// The file `name` (`status`, `comm`, …) of every thread of process `pid`.
+pub fn thread_files(pid: u32, name: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("listing the process's threads")
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join(name)).ok())
+        .collect()
+}
