@@ -8,6 +8,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmbox/target
 BIN        := $(CARGO_TARGET_DIR)/release
 SHIM       := $(BIN)/containerd-shim-wasmbox-v1
 WASMBOX    := $(BIN)/wasmbox
+OCI_RUNTIME := $(BIN)/wasmbox-oci
 export WASMBOX_IMAGES ?= $(CARGO_TARGET_DIR)/wasmbox-images
 # containerd 1.7, 2.1 and Docker 28 for the tests (scripts/releases.sh, run by `make deps`).
 export WASMBOX_RELEASES ?= $(HOME)/.cache/wasmbox/releases
@@ -29,7 +30,7 @@ help: ## list the targets
 deps: ## install what is missing: Debian packages, PyPI and npm tools, the Rust wasm targets; fetch containerd 1.7, 2.1 and Docker 28 for the tests
 	@scripts/deps.sh
 
-build: ## build the shim and the wasmbox CLI (one release build of the workspace)
+build: ## build the shim, wasmbox-oci and the wasmbox CLI (one release build of the workspace)
 	cargo build --release --workspace --bins
 
 images: build ## build the example guests and their OCI images into $(IMAGES)
@@ -69,8 +70,9 @@ test-matrix: deps images ## the ctr, CRI and Docker suites on containerd 1.6 (th
 	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-shim -p wasmbox-cri-tests --no-fail-fast; \
 	done
 
-install: build ## put the shim in $(PREFIX)/bin and add the runtime to $(CONTAINERD_CONFIG)
+install: build ## put the shim, wasmbox-oci and the CLI in $(PREFIX)/bin and add the runtime to $(CONTAINERD_CONFIG)
 	install -D -m 0755 "$(SHIM)" "$(PREFIX)/bin/containerd-shim-wasmbox-v1"
+	install -D -m 0755 "$(OCI_RUNTIME)" "$(PREFIX)/bin/wasmbox-oci"
 	install -D -m 0755 "$(WASMBOX)" "$(PREFIX)/bin/wasmbox"
 	"$(PREFIX)/bin/wasmbox" node configure --layout containerd --config "$(CONTAINERD_CONFIG)"
 

@@ -3,7 +3,8 @@
 set -euo pipefail
 
 packages=(containerd runc busybox-static protobuf-compiler libseccomp-dev libsystemd-dev pkg-config
-          containernetworking-plugins clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl)
+          containernetworking-plugins clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt curl
+          podman crun conmon slirp4netns)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,9 +7,12 @@
 #                                                            on the containerd of CONTAINERD_WORK
 #   scripts/dockerd.sh stop WORK                             stop it by its own PID, remove what it left
 #   scripts/dockerd.sh docker WORK ARGS…                     run the docker CLI against it
+#
+# With WASMBOX_OCI=PATH in the environment of `start`, dockerd also has the runtime "wasmbox-oci"
+# (its `runtimes` setting): `docker run --runtime wasmbox-oci` runs PATH through containerd's runc shim.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" >&2; exit 2; }
+usage() { sed -n '2,12p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 work=$(realpath -m "$2")
@@ -33,8 +36,13 @@ start)
   fi
   mkdir -p "$work"/{data,exec}
   echo "$docker_dir" > "$work/docker-dir"
+  runtimes=""
+  if [ -n "${WASMBOX_OCI:-}" ]; then
+    runtimes="\"runtimes\": { \"wasmbox-oci\": { \"path\": \"$(realpath -m "$WASMBOX_OCI")\" } },"
+  fi
   cat > "$work/daemon.json" <<JSON
 {
+  $runtimes
   "features": { "containerd-snapshotter": true },
   "bridge": "none",
   "iptables": false,

@@ -17,10 +17,15 @@ fn dockerd() -> &'static Dockerd {
 
 /// `docker run --rm --runtime wasmbox [flags] IMAGE [args]`: (exit code, stdout, stderr).
 fn run(image: &str, flags: &[&str], args: &[&str]) -> (i32, String, String) {
+    run_with(RUNTIME, image, flags, args)
+}
+
+/// `docker run --rm --runtime RUNTIME [flags] IMAGE [args]`: (exit code, stdout, stderr).
+fn run_with(runtime: &str, image: &str, flags: &[&str], args: &[&str]) -> (i32, String, String) {
     let d = dockerd();
     let reference = d.load(image);
     let name = common::unique_id("docker");
-    let mut all = vec!["run", "--rm", "--name", &name, "--runtime", RUNTIME];
+    let mut all = vec!["run", "--rm", "--name", &name, "--runtime", runtime];
     all.extend_from_slice(flags);
     all.push(&reference);
     all.extend_from_slice(args);
@@ -136,4 +141,20 @@ fn a_linux_image_runs_through_the_same_runtime() {
     assert_eq!((code, stdout.as_str()), (0, "Hello from busybox\n"), "{stderr}");
     let (code, _, _) = run("busybox", &[], &["sh", "-c", "exit 5"]);
     assert_eq!(code, 5);
+}
+
+#[test]
+fn the_wasmbox_oci_runtime_runs_through_dockers_runtimes_setting() {
+    // daemon.json: "runtimes": {"wasmbox-oci": {"path": ".../wasmbox-oci"}}; containerd's runc
+    // shim drives it with runc's command line.
+    let (code, stdout, stderr) = run_with("wasmbox-oci", "hello", &[], &["via", "runtimes"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "Hello from Rust on wasmbox (wasm32-wasip1)!\nargs: via runtimes\n"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_with("wasmbox-oci", "probe", &["--entrypoint", "/no/such.wasm"], &[]);
+    assert_eq!((code, stderr.as_str()), (127, "wasmbox: /no/such.wasm: No such file or directory\n"));
+    let (code, stdout, stderr) = run_with("wasmbox-oci", "busybox", &[], &[]);
+    assert_eq!((code, stdout.as_str()), (0, "Hello from busybox\n"), "{stderr}");
 }

@@ -15,7 +15,8 @@ pub struct Dockerd {
 
 impl Dockerd {
     /// Starts containerd `release` (`WASMBOX_PRECOMPILED=trust`: the images are built here) and a
-    /// dockerd on it with the containerd image store.
+    /// dockerd on it with the containerd image store, and with this build's `wasmbox-oci` as its
+    /// runtime "wasmbox-oci" (`runtimes` in daemon.json).
     pub fn start(label: &str, release: &str) -> Dockerd {
         let containerd =
             Containerd::start_release(release, &format!("{label}-containerd"), &[("WASMBOX_PRECOMPILED", "trust")]);
@@ -31,6 +32,7 @@ impl Dockerd {
             .arg(&work)
             .arg(&containerd.work)
             .arg(&docker)
+            .env("WASMBOX_OCI", super::binary("wasmbox-oci"))
             .status()
             .expect("running scripts/dockerd.sh");
         assert!(status.success(), "the private dockerd did not start (see above)");

@@ -15,6 +15,7 @@ pub mod cgroups;
 pub mod docker;
 pub mod forge;
 pub mod hygiene;
+pub mod podman;
 pub mod procs;
 
 use std::collections::HashSet;

@@ -66,6 +66,8 @@ use crate::sys::container::instance;
 pub(crate) mod cli;
 
 pub use cli::{Cli, is_create_helper};
+// wasmbox: the container executor, for a runc-compatible runtime binary built on libcontainer.
+pub use crate::sys::container::executor::Executor;
 pub use containerd_shimkit::shim_version as version;
 
 /// Config of shim binary options provided by shim implementations

@@ -29,7 +29,10 @@ enum ExecutorType<S: Shim> {
     CantHandle(String),
 }
 
-pub(crate) struct Executor<S: Shim>(Arc<InnerExecutor<S>>);
+/// libcontainer's workload executor of a container's init process: an ELF or `#!` entry point
+/// is exec'd as a Linux container, anything else is handed to the shim's [`Sandbox`] (wasmbox:
+/// public, so that a runc-compatible runtime binary runs guests exactly as the shim does).
+pub struct Executor<S: Shim>(Arc<InnerExecutor<S>>);
 
 impl<S: Shim> Clone for Executor<S> {
     fn clone(&self) -> Self {

@@ -1,6 +1,7 @@
 #[allow(clippy::module_inception)]
 mod container;
 
-mod executor;
+// wasmbox: public through `shim::Executor`, for a runc-compatible runtime binary.
+pub(crate) mod executor;
 pub mod instance;
 mod metrics;

@@ -1,0 +1,67 @@
+//! wasmbox's container glue, shared by its two front doors: the containerd shim
+//! (`containerd-shim-wasmbox-v1`) and the runc-compatible runtime command (`wasmbox-oci`).
+//!
+//! Both have youki's libcontainer create the container (namespaces, cgroups, root file system,
+//! mounts, stdio) with the same executor (`containerd_shim_wasm::shim::Executor`): inside the
+//! container's init process it either execs an ELF / `#!` entry point as an ordinary Linux
+//! container, or hands the Wasm entry point to [`sandbox::WasmboxSandbox`], which runs it with
+//! `wasmbox-runtime`. So a guest sees the same args, env, cwd, mounts, limits, code cache and
+//! errors whichever door it came through.
+
+pub mod cleanup;
+pub mod oci;
+pub mod sandbox;
+
+use containerd_shim_wasm::shim::{Shim, Version, version};
+
+use crate::sandbox::WasmboxSandbox;
+
+/// wasmbox as `containerd-shim-wasm` sees it.
+pub struct WasmboxShim;
+
+impl Shim for WasmboxShim {
+    type Sandbox = WasmboxSandbox;
+
+    fn name() -> &'static str {
+        "wasmbox"
+    }
+
+    fn version() -> Version {
+        version!()
+    }
+
+    /// `WASMBOX_STATE_DIR` from containerd's environment, else `/run/containerd/wasmbox`.
+    fn runtime_root() -> Option<std::path::PathBuf> {
+        Some(wasmbox_runtime::NodeSettings::state_dir_from_env())
+    }
+
+    /// The Wasm layer media types of artifact images, plus wasmbox's precompiled-code layer.
+    fn supported_layers_types() -> &'static [&'static str] {
+        &[
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+            "application/wasm",
+            wasmbox_runtime::code::image::PRECOMPILED_MEDIA_TYPE,
+        ]
+    }
+}
+
+/// Sets the process up as every wasmbox process that may become a container's init wants it;
+/// call first thing in `main`, before any other thread exists.
+///
+/// - One malloc arena for all threads: a shim and an idle guest are idle most of their life, and
+///   per-thread arenas cost every container memory for nothing.
+/// - The async runtimes that tokio builds with its defaults (the shim's own, and wasmtime-wasi's
+///   in the container's init, which inherits this environment) run one worker thread instead of
+///   one per core: a shim and an idle guest wait for a few events each, and on a 64-core node
+///   every container cost 128 idle threads. The HTTP server sizes its runtime itself. A value the
+///   node's admin set is kept. The guest never sees it: its environment is the spec's.
+pub fn lean_process_setup() {
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    const WORKERS: &str = "TOKIO_WORKER_THREADS";
+    if std::env::var_os(WORKERS).is_none() {
+        // SAFETY: called from `main` before any other thread of this process exists, so nothing
+        // reads the environment concurrently.
+        unsafe { std::env::set_var(WORKERS, "1") };
+    }
+}
