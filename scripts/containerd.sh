@@ -151,7 +151,12 @@ stop)
   done
   stop_containerd
   # Shims of containers still running outlive containerd: end those of this instance.
-  for p in $(pgrep -f "containerd-shim.*-address $sock( |$)" || true); do kill -9 "$p" 2>/dev/null || true; done
+  # Their sockets (under /run/containerd/s) would outlive them: remove those they listened on.
+  for p in $(pgrep -f "containerd-shim.*-address $sock( |$)" || true); do
+    sockets=$(ss -Hxlp 2>/dev/null | grep -F "pid=$p," | awk '{print $5}' | grep '^/run/containerd/s/' || true)
+    kill -9 "$p" 2>/dev/null || true
+    for s in $sockets; do rm -f "$s"; done
+  done
   # Unmount anything left under the work dir (rootfs overlays, network namespaces), deepest first.
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # Containers whose shims were just killed outlive them: end the processes in this
@@ -163,10 +168,13 @@ stop)
   for dir in "${cgroup_dirs[@]}"; do
     [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
-  [ -n "${WASMBOX_KEEP_WORK:-}" ] || rm -rf "$work/root" "$work/state" "$work/run"
+  [ -n "${WASMBOX_KEEP_WORK:-}" ] || rm -rf "$work/root" "$work/state" "$work/run" "$work/fifo"
   ;;
 ctr)
   shift 2
+  # ctr's FIFOs go under WORK: its default, /run/containerd/fifo, is the node's, and `ctr run -d`
+  # never removes them.
+  if [ "${1:-}" = run ]; then shift; set -- run --fifo-dir "$work/fifo" "$@"; fi
   exec "$(bin ctr)" -a "$sock" -n "${NS:-wasmbox}" "$@"
   ;;
 *) usage ;;

@@ -5,9 +5,13 @@
 //! status 137 there, which would leave the container's processes, cgroups and libcontainer
 //! state behind. This loads the container from libcontainer's state (under the runtime root,
 //! `$WASMBOX_STATE_DIR/<namespace>`, by default `/run/containerd/wasmbox/<namespace>`) and
-//! force-deletes it: its processes are killed and its cgroups and state removed.
+//! force-deletes it: its processes are killed and its cgroups and state removed. The dead
+//! shim's socket (named in the bundle's `address` file) is removed too when nothing serves it any
+//! more, as containerd-shim-runc-v2 does: a shim killed with SIGKILL cannot remove it.
 
-use std::path::Path;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use wasmbox_runtime::NodeSettings;
@@ -16,6 +20,10 @@ use wasmbox_runtime::NodeSettings;
 /// Failures are reported on stderr (containerd's log) and otherwise ignored.
 pub fn delete_leftover_container(args: &[String]) {
     let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+    let bundle = flag("-bundle").map(PathBuf::from).or_else(|| std::env::current_dir().ok());
+    if let Some(bundle) = bundle {
+        remove_dead_shim_socket(&bundle);
+    }
     let (Some(id), Some(namespace)) = (flag("-id"), flag("-namespace")) else { return };
     let state_dir = NodeSettings::state_dir_from_env().join(&namespace).join(&id);
     if !state_dir.exists() {
@@ -23,6 +31,19 @@ pub fn delete_leftover_container(args: &[String]) {
     }
     if let Err(err) = force_delete(&state_dir) {
         eprintln!("wasmbox: cleaning up container {id} after its shim went away: {err:#}");
+    }
+}
+
+/// Removes the socket named by `BUNDLE/address` (`unix:///run/containerd/s/…`) if no process
+/// accepts connections on it: a group's shim that still serves other containers keeps it.
+fn remove_dead_shim_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else { return };
+    let Some(path) = address.trim().strip_prefix("unix://").map(PathBuf::from) else { return };
+    let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket());
+    if is_socket && UnixStream::connect(&path).is_err() {
+        if let Err(err) = std::fs::remove_file(&path) {
+            eprintln!("wasmbox: removing the dead shim's socket {}: {err}", path.display());
+        }
     }
 }
 

@@ -307,6 +307,7 @@ fn stopping_a_private_containerd_touches_only_its_own_containers() {
     let id = unique_id("twin");
     c.start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
     let image = other.import_tar("wasmbox-other", "probe", &common::images_dir().join("probe.tar"));
+    let fifo_dir = other.fifo_dir();
     let out = std::process::Command::new(other.ctr_binary())
         .arg("-a")
         .arg(other.socket())
@@ -314,6 +315,8 @@ fn stopping_a_private_containerd_touches_only_its_own_containers() {
             "-n",
             "wasmbox-other",
             "run",
+            "--fifo-dir",
+            fifo_dir.to_str().unwrap(),
             "-d",
             "--runtime",
             common::WASMBOX,

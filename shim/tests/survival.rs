@@ -30,6 +30,11 @@ fn containers_survive_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
     let guest_pid: u32 = task_line(&id).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).expect("pid");
     let shims = c.shim_pids(&id);
     assert!(!shims.is_empty(), "no shim found for {id}");
+    // the shim's socket (named in its bundle's `address` file), which the dead shim cannot remove
+    let bundle = c.work.join("state/io.containerd.runtime.v2.task").join(common::NAMESPACE).join(&id);
+    let address = std::fs::read_to_string(bundle.join("address")).expect("the shim's address file");
+    let socket = std::path::PathBuf::from(address.trim().trim_start_matches("unix://"));
+    assert!(socket.exists(), "{}", socket.display());
     for pid in &shims {
         unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
     }
@@ -44,6 +49,7 @@ fn containers_survive_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
     }
     assert!(cleaned, "containerd could not clean up {id} after its shim was killed");
     c.assert_no_leftovers(&id);
+    assert!(!socket.exists(), "the killed shim's socket {} is left behind", socket.display());
     for _ in 0..50 {
         if !std::path::Path::new(&format!("/proc/{guest_pid}")).exists() {
             break;

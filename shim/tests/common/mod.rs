@@ -263,9 +263,21 @@ impl Containerd {
         cmd
     }
 
-    /// Runs `ctr ARGS` and returns its output, whatever its exit status.
+    /// Runs `ctr ARGS` and returns its output, whatever its exit status. A `ctr run` keeps its
+    /// stdio FIFOs in this containerd's work directory ([`Containerd::fifo_dir`]).
     pub fn ctr_output(&self, args: &[&str]) -> Output {
-        self.ctr().args(args).output().expect("running ctr")
+        let mut cmd = self.ctr();
+        match args.split_first() {
+            Some((&"run", rest)) => cmd.arg("run").arg("--fifo-dir").arg(self.fifo_dir()).args(rest),
+            _ => cmd.args(args),
+        };
+        cmd.output().expect("running ctr")
+    }
+
+    /// Where `ctr run` makes its stdio FIFOs: ctr's default, `/run/containerd/fifo`, is the
+    /// node's, and a detached `ctr run -d` never removes them (one directory per container).
+    pub fn fifo_dir(&self) -> PathBuf {
+        self.work.join("fifo")
     }
 
     /// Imports image `name` (`<images>/<name>.tar`) once; returns its reference.
@@ -325,7 +337,7 @@ impl Containerd {
         args: &[&str],
     ) -> Run {
         let mut cmd = self.ctr();
-        cmd.args(["run", "--rm"]);
+        cmd.args(["run", "--rm", "--fifo-dir"]).arg(self.fifo_dir());
         if let Some(runtime) = runtime {
             cmd.args(["--runtime", runtime]);
         }
