@@ -40,10 +40,11 @@ fn remove_dead_shim_socket(bundle: &Path) {
     let Ok(address) = std::fs::read_to_string(bundle.join("address")) else { return };
     let Some(path) = address.trim().strip_prefix("unix://").map(PathBuf::from) else { return };
     let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket());
-    if is_socket && UnixStream::connect(&path).is_err() {
-        if let Err(err) = std::fs::remove_file(&path) {
-            eprintln!("wasmbox: removing the dead shim's socket {}: {err}", path.display());
-        }
+    if is_socket
+        && UnixStream::connect(&path).is_err()
+        && let Err(err) = std::fs::remove_file(&path)
+    {
+        eprintln!("wasmbox: removing the dead shim's socket {}: {err}", path.display());
     }
 }
 
