@@ -80,6 +80,54 @@ fn env_reaches_the_guest() {
     assert_eq!(run.stdout, "GREETING=hi there\nEMPTY=\nNOPE unset\n");
 }
 
+/// `ctr run --rm` with `input` written to its stdin and then closed; fails the test if the
+/// container does not end within 30 s (a container that never sees the end of its input).
+fn run_with_stdin(image: &str, id: &str, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let c = containerd();
+    let image = c.image(image);
+    let mut ctr = c.ctr();
+    ctr.args(["run", "--rm", "--fifo-dir"]).arg(c.fifo_dir());
+    let mut child = ctr
+        .args(["--runtime", common::WASMBOX, &image, id])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let pid = child.id();
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match waited.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", id]);
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{id}: the container never saw the end of its stdin");
+        }
+    }
+}
+
+#[test]
+fn stdin_reaches_the_guest_and_ends() {
+    let c = containerd();
+    let id = unique_id("stdin");
+    let out = run_with_stdin("probe", &id, &["/probe.wasm", "stdin"], "from ctr\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "9 bytes: FROM CTR\n");
+    c.assert_no_leftovers(&id);
+    // a Linux container through the same shim: busybox cat
+    let id = unique_id("stdin-linux");
+    let out = run_with_stdin("busybox", &id, &["/bin/busybox", "cat"], "to cat\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to cat\n");
+    c.assert_no_leftovers(&id);
+}
+
 #[test]
 fn cwd_is_pwd_for_preview1_guests() {
     let run = probe(&["--cwd", "/fixtures"], &["cwd"]);

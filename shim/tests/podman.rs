@@ -79,6 +79,18 @@ fn args_env_and_workdir_reach_the_guest() {
 }
 
 #[test]
+fn stdin_reaches_the_guest_with_dash_i() {
+    let p = podman();
+    let _only = p.exclusive();
+    let echoed = p.run_with_input("probe", &["-i"], &["stdin"], "from podman\n");
+    assert_ok(&echoed);
+    assert_eq!(echoed.stdout, "12 bytes: FROM PODMAN\n");
+    // without -i the guest reads an empty stdin
+    let empty = p.run_with_input("probe", &[], &["stdin"], "ignored\n");
+    assert_eq!(empty.stdout, "0 bytes: ", "{empty:#?}");
+}
+
+#[test]
 fn a_bind_mount_is_read_and_written_and_a_read_only_one_refuses_writes() {
     let p = podman();
     let _only = p.exclusive();

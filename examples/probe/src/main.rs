@@ -11,7 +11,8 @@
 //! - `alloc MIB` grows memory 1 MiB at a time up to MIB, printing how far it got when growth fails
 //! - `vec MIB` allocates (and touches) 1 MiB vectors up to MIB; Rust aborts when allocation fails
 //! - `connect ADDR` opens a TCP connection and reports the outcome
-use std::io::Write;
+//! - `stdin` reads its standard input to the end and prints it back upper-cased, with the count
+use std::io::{Read, Write};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -46,6 +47,13 @@ fn main() {
         },
         Some("sleep") => std::thread::sleep(std::time::Duration::from_secs_f64(rest[0].parse().unwrap_or(1.0))),
         Some("spin") => spin(),
+        Some("stdin") => {
+            let mut input = String::new();
+            match std::io::stdin().read_to_string(&mut input) {
+                Ok(n) => print!("{n} bytes: {}", input.to_uppercase()),
+                Err(err) => fail(&format!("cannot read stdin: {err}")),
+            }
+        }
         Some("alloc") => alloc(rest.first().and_then(|n| n.parse().ok()).unwrap_or(64)),
         Some("vec") => {
             let mib: usize = rest.first().and_then(|n| n.parse().ok()).unwrap_or(64);

@@ -55,15 +55,24 @@ impl Podman {
 
     /// `podman ARGS` with the private configuration; fails the test after two minutes.
     pub fn podman(&self, args: &[&str]) -> Output {
-        let child = Command::new(&self.script)
+        self.podman_with_input(args, None)
+    }
+
+    /// `podman ARGS` with `input` (if any) on its stdin.
+    pub fn podman_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut child = Command::new(&self.script)
             .arg("podman")
             .arg(&self.work)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("running podman");
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            stdin.write_all(input.as_bytes()).expect("writing podman's stdin");
+        }
         let pid = child.id();
         let (done, waited) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -105,6 +114,16 @@ impl Podman {
 
     /// As [`Podman::run`], with `--runtime RUNTIME` (a path, or a name from containers.conf).
     pub fn run_with(&self, runtime: &str, image: &str, flags: &[&str], args: &[&str]) -> Run {
+        self.run_full(runtime, image, flags, args, None)
+    }
+
+    /// As [`Podman::run`], with `input` on podman's stdin (pass `-i` in `flags` to hand it on).
+    pub fn run_with_input(&self, image: &str, flags: &[&str], args: &[&str], input: &str) -> Run {
+        let runtime = self.runtime.to_str().unwrap().to_owned();
+        self.run_full(&runtime, image, flags, args, Some(input))
+    }
+
+    fn run_full(&self, runtime: &str, image: &str, flags: &[&str], args: &[&str], input: Option<&str>) -> Run {
         let reference = self.load(image);
         let cidfile = self.work.join(format!("cid-{}", super::unique_id("run")));
         let cidfile_arg = cidfile.to_str().unwrap();
@@ -113,7 +132,7 @@ impl Podman {
         all.extend_from_slice(flags);
         all.push(&reference);
         all.extend_from_slice(args);
-        let out = self.podman(&all);
+        let out = self.podman_with_input(&all, input);
         let id = std::fs::read_to_string(&cidfile).unwrap_or_default().trim().to_owned();
         let _ = std::fs::remove_file(&cidfile);
         assert!(!id.is_empty(), "podman run wrote no container id: {out:?}");

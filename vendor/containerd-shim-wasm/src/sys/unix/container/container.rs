@@ -15,7 +15,8 @@
 //! containers of a group or a pod) and its own init process, nothing else.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -31,6 +32,8 @@ use super::metrics::{CgroupVersion, from_cgroup_stats};
 
 /// The first argument that makes the shim binary a create helper instead of a shim.
 pub const CREATE_HELPER_ARG: &str = "--wasmbox-create-container";
+/// Where the create helper finds the container's relayed stdin (see `stdin_relay`).
+pub const RELAYED_STDIN_FD: i32 = 3;
 
 /// Longest error text the helper sends back (it must fit in the pipe's buffer, which the helper
 /// fills before it exits and the shim reads after).
@@ -51,18 +54,46 @@ pub struct Container {
 
 impl Container {
     /// Execs the create helper with `request` on its stdin and loads the container it created.
+    /// `stdin`, the container's relayed stdin, is handed to the helper as [`RELAYED_STDIN_FD`].
     /// Blocks until the helper is done (the guest's module is loaded by then): call it off the
     /// async runtime's workers.
-    pub fn create<Request: Serialize>(id: &str, request: &Request) -> anyhow::Result<Self> {
+    pub fn create<Request: Serialize>(
+        id: &str,
+        request: &Request,
+        stdin: Option<OwnedFd>,
+    ) -> anyhow::Result<Self> {
         let request = encode(request).context("encoding the create request")?;
-        let mut helper = Command::new("/proc/self/exe")
+        let mut command = Command::new("/proc/self/exe");
+        command
             .arg(CREATE_HELPER_ARG)
             .arg(id)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        if let Some(stdin) = &stdin {
+            let fd = stdin.as_raw_fd();
+            // SAFETY: the closure runs in the forked child before exec and calls only the
+            // async-signal-safe fcntl and dup2: the pipe's read end lands on RELAYED_STDIN_FD
+            // without close-on-exec (dup2 onto itself would keep the flag, so clear it then).
+            unsafe {
+                command.pre_exec(move || {
+                    let done = if fd == RELAYED_STDIN_FD {
+                        libc::fcntl(fd, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(fd, RELAYED_STDIN_FD)
+                    };
+                    if done < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut helper = command
             .spawn()
             .context("starting the create helper (/proc/self/exe)")?;
+        // The helper has its copy: the shim keeps only the relay's write end.
+        drop(stdin);
         let mut stdin = helper.stdin.take().context("the create helper's stdin")?;
         let reply_pipe: OwnedFd = helper.stdout.take().context("the create helper's stdout")?.into();
         // The helper reads its whole request before it does anything else.

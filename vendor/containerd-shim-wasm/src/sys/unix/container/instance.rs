@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +19,8 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use super::container::{Container, serve_create_request};
+use super::container::{Container, RELAYED_STDIN_FD, serve_create_request};
+use super::stdin_relay;
 pub(crate) use super::container::CREATE_HELPER_ARG;
 use crate::containerd;
 use crate::sandbox::context::WasmLayer;
@@ -75,6 +77,8 @@ struct CreateRequest {
     container_labels: HashMap<String, String>,
     /// The shim's log level, for the helper's and the container's logger.
     log_level: String,
+    /// The container's stdin is the relay's pipe at `RELAYED_STDIN_FD` (wasmbox addition).
+    relayed_stdin: bool,
 }
 
 /// The create helper's main: creates the container the shim asks for on stdin and exits.
@@ -98,6 +102,7 @@ fn create_container<S: Shim>(request: CreateRequest) -> anyhow::Result<YoukiCont
         cfg,
         modules,
         container_labels,
+        relayed_stdin: request_relayed_stdin,
         ..
     } = request;
     let spec = Spec::load(cfg.bundle.join("config.json"))?;
@@ -119,7 +124,11 @@ fn create_container<S: Shim>(request: CreateRequest) -> anyhow::Result<YoukiCont
         ))
         .with_root_path(rootdir)?;
 
-    if let Ok(f) = cfg.open_stdin() {
+    if request_relayed_stdin {
+        // SAFETY: the shim put the relay's read end at this number for this process (see
+        // `Container::create`); nothing else in the helper owns it.
+        builder = builder.with_stdin(unsafe { OwnedFd::from_raw_fd(RELAYED_STDIN_FD) });
+    } else if let Ok(f) = cfg.open_stdin() {
         builder = builder.with_stdin(f);
     }
     if let Ok(f) = cfg.open_stdout() {
@@ -188,16 +197,24 @@ impl<S: Shim> SandboxInstance for Instance<S> {
 
         // wasmbox: a create helper (the shim binary exec'd afresh) creates the container; see
         // `container.rs`. The init it forks is a child of this process.
+        // wasmbox: the container's stdin comes through a pipe the shim feeds from the FIFO, so
+        // that the container sees the end of its input (see `stdin_relay`).
+        let stdin = if cfg.stdin.as_os_str().is_empty() {
+            None
+        } else {
+            Some(stdin_relay::start(&cfg.stdin, &id).map_err(|err| SandboxError::Others(format!("{err:#}")))?)
+        };
         let request = CreateRequest {
             id: id.clone(),
             cfg: cfg.clone(),
             modules,
             container_labels,
             log_level: log::max_level().to_string(),
+            relayed_stdin: stdin.is_some(),
         };
         let helper_id = id.clone();
         let started = std::time::Instant::now();
-        let container = tokio::task::spawn_blocking(move || Container::create(&helper_id, &request))
+        let container = tokio::task::spawn_blocking(move || Container::create(&helper_id, &request, stdin))
             .await
             .map_err(|err| SandboxError::Others(format!("the create helper's thread: {err}")))??;
         // wasmbox: the phases of a container's life, for `make bench`.

@@ -4,4 +4,5 @@ mod container;
 // wasmbox: public through `shim::Executor`, for a runc-compatible runtime binary.
 pub(crate) mod executor;
 pub mod instance;
+mod stdin_relay;
 mod metrics;
