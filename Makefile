@@ -22,7 +22,7 @@ PREFIX     ?= /usr/local
 WASMTIME_CLI_ROOT ?= $(HOME)/.cache/wasmbox/wasmtime-cli
 WASMTIME   := $(WASMTIME_CLI_ROOT)/bin/wasmtime
 
-.PHONY: help deps build images demo test test-matrix install bench stress clean
+.PHONY: help deps build images demo test test-matrix install bench stress clean claim-target
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,22 @@ help: ## list the targets
 deps: ## install what is missing: Debian packages, PyPI and npm tools, the Rust wasm targets; fetch containerd 1.7, 2.1 and Docker 28 for the tests
 	@scripts/deps.sh
 
-build: ## build the shim, wasmbox-oci and the wasmbox CLI (one release build of the workspace)
+build: claim-target ## build the shim, wasmbox-oci and the wasmbox CLI (one release build of the workspace)
 	cargo build --release --workspace --bins
+
+# Two clones sharing $(CARGO_TARGET_DIR): cargo judges freshness by mtimes, so a clone whose
+# sources are older than the other clone's build would reuse binaries built from the other
+# clone's sources (seen: tests reading files through the other clone's CARGO_MANIFEST_DIR). When
+# another clone built last, this one's sources are touched: its own crates rebuild, the
+# dependencies from crates.io stay cached.
+CLONE_MARK := $(CARGO_TARGET_DIR)/.wasmbox-clone
+claim-target:
+	@if [ "$$(cat "$(CLONE_MARK)" 2>/dev/null)" != "$(CURDIR)" ]; then \
+	  echo "build: $(CARGO_TARGET_DIR) was last built by another clone: rebuilding this clone's crates"; \
+	  find shim runtime oci k8s vendor examples -path examples/js/node_modules -prune -o \
+	    \( -name '*.rs' -o -name Cargo.toml -o -name '*.wat' -o -name '*.wit' \) -print0 | xargs -0 touch; \
+	  mkdir -p "$(CARGO_TARGET_DIR)"; echo "$(CURDIR)" > "$(CLONE_MARK)"; \
+	fi
 
 images: build ## build the example guests and their OCI images into $(IMAGES)
 	@scripts/images.sh "$(WASMBOX)" "$(IMAGES)" "$(GUESTS)"

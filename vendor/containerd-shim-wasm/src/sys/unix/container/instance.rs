@@ -219,6 +219,10 @@ impl<S: Shim> SandboxInstance for Instance<S> {
             .map_err(|err| SandboxError::Others(format!("the create helper's thread: {err}")))??;
         // wasmbox: the phases of a container's life, for `make bench`.
         log::info!("{id}: phase create: {:.2} ms", started.elapsed().as_secs_f64() * 1e3);
+        // wasmbox: the create's buffers (the request, the modules, the spec) are freed; give the
+        // pages back, the shim lives as long as its containers.
+        // SAFETY: malloc_trim only releases free memory of the allocator.
+        unsafe { libc::malloc_trim(0) };
 
         // wasmbox: the container's init exists from now on: watch for its exit here, so that it
         // is reported whether the task is started or killed before (a task whose start failed

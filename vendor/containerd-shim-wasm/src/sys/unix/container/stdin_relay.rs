@@ -35,8 +35,11 @@ fn spawn(fifo: &Path, container_id: &str) -> Result<(OwnedFd, JoinHandle<()>)> {
         .with_context(|| format!("opening the stdin FIFO {}", fifo.display()))?;
     let (reader, writer) = pipe_with(PipeFlags::CLOEXEC).context("creating the stdin pipe")?;
     let id = container_id.to_owned();
+    // Most containers given a stdin FIFO (`ctr run -d`) are never written to: the thread is
+    // kept small, and its buffer is allocated when input first comes.
     let relay = std::thread::Builder::new()
         .name("stdin-relay".into())
+        .stack_size(64 * 1024)
         .spawn(move || {
             if let Err(err) = relay(source, File::from(writer)) {
                 log::debug!("{id}: stdin relay ended: {err:#}");
@@ -49,7 +52,7 @@ fn spawn(fifo: &Path, container_id: &str) -> Result<(OwnedFd, JoinHandle<()>)> {
 /// Copies `source` into `sink` until the FIFO's writers are gone (after the first one came) or
 /// nobody reads `sink` any more.
 fn relay(mut source: File, mut sink: File) -> Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = Vec::new();
     loop {
         let (readable, hung_up, sink_gone) = {
             // Linux reports POLLHUP on a FIFO only once a writer has come and gone, and POLLERR
@@ -71,6 +74,9 @@ fn relay(mut source: File, mut sink: File) -> Result<()> {
             return Ok(());
         }
         if readable || hung_up {
+            if buf.is_empty() {
+                buf = vec![0u8; 16 * 1024];
+            }
             match source.read(&mut buf) {
                 // End of input: every writer closed the FIFO.
                 Ok(0) => return Ok(()),

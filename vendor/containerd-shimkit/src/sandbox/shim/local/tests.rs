@@ -54,7 +54,7 @@ impl<T: Instance + Send + Sync, E: EventSender> LocalWithDestructor<T, E> {
 }
 
 impl EventSender for Sender<(String, Box<dyn MessageDyn>)> {
-    fn send(&self, event: impl Event) {
+    fn send<E: Event + protobuf::Message>(&self, event: E) {
         let _ = self.send((event.topic(), Box::new(event)));
     }
 }
