@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: a private containerd runs Wasm images through the wasmbox shim, and busybox beside them.
+# The demo: a private containerd runs Wasm images through the wasmbox shim, and busybox beside them;
+# then a private Podman runs them through wasmbox-oci (found beside SHIM).
 #   scripts/demo.sh SHIM IMAGES_DIR WORK
 set -euo pipefail
 shim=$1 images=$2 work=$3
@@ -50,5 +51,25 @@ for _ in $(seq 50); do ctr tasks ls | grep -q "^demo-http .*STOPPED" && break; s
 ctr tasks delete demo-http >/dev/null; ctr containers delete demo-http
 show "busybox, a Linux container with runc, side by side" localhost/wasmbox/busybox:latest demo-busybox-runc
 show "busybox, a Linux container through the same wasmbox shim" "${wasmbox[@]}" localhost/wasmbox/busybox:latest demo-busybox-wasmbox
+
+# Podman, with wasmbox-oci as its OCI runtime: its own storage and configuration under WORK-podman.
+oci=$(dirname "$shim")/wasmbox-oci
+pwork="$work-podman"
+"$here/podman.sh" init "$pwork" "$oci" WASMBOX_PRECOMPILED=trust
+trap '"$here/podman.sh" stop "$pwork"; "$here/containerd.sh" stop "$work"' EXIT
+podman() { "$here/podman.sh" podman "$pwork" "$@"; }
+for image in hello hello-component busybox; do podman load -q -i "$images/$image.tar" >/dev/null; done
+# Podman 4.3's default limits exceed this machine's hard ones.
+limits=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+pshow() { # pshow TITLE podman-run-args…
+  local title=$1; shift
+  echo
+  echo "=== $title"
+  echo "\$ podman run --rm --runtime $oci $*"
+  podman run --rm --runtime "$oci" "${limits[@]}" "$@"
+}
+pshow "Podman: Rust, wasm32-wasip1 module through wasmbox-oci" localhost/wasmbox/hello:latest from podman
+pshow "Podman: Rust component in a workdir" --workdir /dev localhost/wasmbox/hello-component:latest
+pshow "Podman: busybox, a Linux container through the same runtime" localhost/wasmbox/busybox:latest
 echo
 echo "demo: done"
