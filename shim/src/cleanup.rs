@@ -20,17 +20,18 @@ use wasmbox_runtime::NodeSettings;
 /// Failures are reported on stderr (containerd's log) and otherwise ignored.
 pub fn delete_leftover_container(args: &[String]) {
     let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+    if let (Some(id), Some(namespace)) = (flag("-id"), flag("-namespace")) {
+        let state_dir = NodeSettings::state_dir_from_env().join(&namespace).join(&id);
+        if state_dir.exists()
+            && let Err(err) = force_delete(&state_dir)
+        {
+            eprintln!("wasmbox: cleaning up container {id} after its shim went away: {err:#}");
+        }
+    }
+    // After the container's processes are gone: none of them may still hold the socket.
     let bundle = flag("-bundle").map(PathBuf::from).or_else(|| std::env::current_dir().ok());
     if let Some(bundle) = bundle {
         remove_dead_shim_socket(&bundle);
-    }
-    let (Some(id), Some(namespace)) = (flag("-id"), flag("-namespace")) else { return };
-    let state_dir = NodeSettings::state_dir_from_env().join(&namespace).join(&id);
-    if !state_dir.exists() {
-        return;
-    }
-    if let Err(err) = force_delete(&state_dir) {
-        eprintln!("wasmbox: cleaning up container {id} after its shim went away: {err:#}");
     }
 }
 

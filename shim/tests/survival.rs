@@ -49,6 +49,12 @@ fn containers_survive_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
     }
     assert!(cleaned, "containerd could not clean up {id} after its shim was killed");
     c.assert_no_leftovers(&id);
+    // containerd runs the shim binary's `delete` when it notices the shim is gone, which may end
+    // a moment after `ctr` is answered.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(!socket.exists(), "the killed shim's socket {} is left behind", socket.display());
     for _ in 0..50 {
         if !std::path::Path::new(&format!("/proc/{guest_pid}")).exists() {
