@@ -291,3 +291,43 @@ fn a_guest_run_by_podman_holds_no_host_handle() {
     assert!(std::fs::read_dir(p.work.join("cache")).unwrap().next().is_some(), "the cache the scan looks for was used");
     id.remove();
 }
+
+#[test]
+fn the_run_verb_runs_a_bundle_in_the_foreground_and_cleans_up() {
+    // runc's `run`: create, start, wait (signals forwarded), delete; the exit status is the guest's.
+    let p = podman();
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = bundle.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    {
+        let _only = p.exclusive();
+        let reference = p.load("probe");
+        let id = p.ok(&["create", &reference]).trim().to_owned();
+        let tar = bundle.path().join("rootfs.tar");
+        p.ok(&["export", "-o", tar.to_str().unwrap(), &id]);
+        p.ok(&["rm", &id]);
+        let untar = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&rootfs).status().unwrap();
+        assert!(untar.success());
+    }
+    let root = tempfile::tempdir().unwrap();
+    let runtime = common::binary("wasmbox-oci");
+    let oci = |args: &[&str]| {
+        Command::new(&runtime).arg("--root").arg(root.path()).args(args).current_dir(bundle.path()).output().unwrap()
+    };
+    assert!(oci(&["spec"]).status.success());
+    let config_path = bundle.path().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["process"]["args"] = serde_json::json!(["/probe.wasm", "args", "from run"]);
+    config["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let run = oci(&["run", "run-args"]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "/probe.wasm\nargs\nfrom run\n");
+    config["process"]["args"] = serde_json::json!(["/probe.wasm", "exit", "5"]);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    assert_eq!(oci(&["run", "run-exit"]).status.code(), Some(5));
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "run leaves no container state: {left:?}");
+    let listed = oci(&["list", "--format", "json"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+}

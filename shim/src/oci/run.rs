@@ -10,10 +10,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{Global, container_builder, create_failure};
+use super::Global;
+use super::create::{InitRequest, create_init};
 
 pub fn run(args: Run, global: &Global) -> Result<i32> {
-    crate::sandbox::open_code_cache();
     if !args.detach && !args.no_subreaper {
         // The init is forked by an intermediate process that exits: be the one it is re-parented
         // to, so that its exit status reaches this process.
@@ -22,17 +22,16 @@ pub fn run(args: Run, global: &Global) -> Result<i32> {
             return Err(std::io::Error::last_os_error()).context("becoming a subreaper");
         }
     }
-    let mut container = container_builder(&args.container_id, global)?
-        .with_pid_file(args.pid_file.as_ref())
-        .context("--pid-file")?
-        .with_console_socket(args.console_socket.as_ref())
-        .with_preserved_fds(args.preserve_fds)
-        .as_init(&args.bundle)
-        .with_systemd(global.systemd_cgroup)
-        .with_detach(args.detach)
-        .with_no_pivot(args.no_pivot)
-        .build()
-        .map_err(|err| create_failure(&args.container_id, err))?;
+    let request = InitRequest {
+        id: &args.container_id,
+        bundle: &args.bundle,
+        pid_file: args.pid_file.as_ref(),
+        console_socket: args.console_socket.as_ref(),
+        preserve_fds: args.preserve_fds,
+        no_pivot: args.no_pivot,
+        detach: args.detach,
+    };
+    let mut container = create_init(&request, global)?;
     if args.detach {
         container.start().with_context(|| format!("starting container {}", args.container_id))?;
         return Ok(0);
