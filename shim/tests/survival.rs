@@ -23,6 +23,14 @@ fn containers_survive_a_containerd_restart_and_a_killed_shim_is_cleaned_up() {
     assert!(c.ctr_output(&["tasks", "kill", &id]).status.success());
     assert_eq!(wait_stopped(&id), 143);
     c.assert_no_leftovers(&id);
+    // the shim's events reach the restarted containerd (its first connection died with it)
+    let lost: Vec<String> = std::fs::read_to_string(c.work.join("containerd.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("failed to publish event"))
+        .map(str::to_owned)
+        .collect();
+    assert!(lost.is_empty(), "events lost after the restart: {lost:#?}");
 
     // 2. the shim is killed with SIGKILL: containerd can still clean the container up
     let id = unique_id("shim-killed");

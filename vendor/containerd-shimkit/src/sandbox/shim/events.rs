@@ -18,8 +18,8 @@ pub trait EventSender: Clone + Send + Sync + 'static {
 /// How an event goes to containerd (wasmbox change).
 enum Sink {
     /// The shim's own client of containerd's event service: events are packed without protobuf
-    /// reflection.
-    Client(EventsClient),
+    /// reflection. Replaced by a new connection when containerd restarted (the old one is dead).
+    Client(std::sync::Mutex<EventsClient>),
     /// containerd-shim's publisher, when the shim's own client could not connect: it packs each
     /// event through `descriptor_dyn()`, which builds the reflection of containerd's event
     /// protos on first use (343 KiB of heap for the life of every shim process, measured).
@@ -41,7 +41,7 @@ impl RemoteEventSender {
         let namespace = namespace.as_ref().to_string();
         // wasmbox: a client of its own on containerd's TTRPC address (the publisher's is dropped).
         let sink = match own_events_client() {
-            Ok(client) => Sink::Client(client),
+            Ok(client) => Sink::Client(std::sync::Mutex::new(client)),
             Err(err) => {
                 warn!("events go through containerd-shim's publisher: {err}");
                 Sink::Publisher(publisher)
@@ -82,6 +82,12 @@ impl EventSender for RemoteEventSender {
                 envelope.set_event(any);
                 let mut request = ForwardRequest::new();
                 request.set_envelope(envelope);
+                let mut client = client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if client.forward(Context::default(), &request).is_ok() {
+                    return Ok(());
+                }
+                // containerd restarted since the connection was made: connect again, once.
+                *client = own_events_client()?;
                 client.forward(Context::default(), &request)?;
                 Ok(())
             }),
