@@ -4,10 +4,10 @@
 use anyhow::{Context, Result};
 use liboci_cli::Delete;
 
-use super::{Global, container_dir, load_container};
+use super::{Global, container_dir, has_state, load_container};
 
 pub fn delete(args: Delete, global: &Global) -> Result<()> {
-    if args.force && !container_dir(&args.container_id, global)?.join("state.json").exists() {
+    if args.force && !has_state(&container_dir(&args.container_id, global)?) {
         return Ok(());
     }
     let mut container = load_container(&args.container_id, global)?;

@@ -11,7 +11,7 @@ pub fn list(args: List, global: &Global) -> Result<()> {
     if global.root.exists() {
         for entry in std::fs::read_dir(&global.root).with_context(|| format!("listing {}", global.root.display()))? {
             let dir = entry?.path();
-            if !dir.join("state.json").exists() {
+            if !super::has_state(&dir) {
                 continue;
             }
             let mut container = Container::load(dir.clone()).with_context(|| format!("loading {}", dir.display()))?;

@@ -227,10 +227,15 @@ fn container_dir(id: &str, global: &Global) -> Result<PathBuf> {
     Ok(global.root.join(id))
 }
 
+/// Whether libcontainer keeps the state of a container in `dir`.
+fn has_state(dir: &std::path::Path) -> bool {
+    libcontainer::container::state::State::file_path(dir).exists()
+}
+
 /// Loads container `id` from libcontainer's state, with its status refreshed.
 fn load_container(id: &str, global: &Global) -> Result<Container> {
     let dir = container_dir(id, global)?;
-    if !dir.join("state.json").exists() {
+    if !has_state(&dir) {
         bail!("container {id} does not exist");
     }
     let mut container = Container::load(dir).with_context(|| format!("loading the state of container {id}"))?;
