@@ -3,7 +3,8 @@
 # opt dir (whose bin/ holds the shim and comes first on the shims' PATH), compiled-code cache and
 # wasmbox runtime state (WASMBOX_CACHE_DIR=WORK/cache, WASMBOX_STATE_DIR=WORK/run).
 #
-#   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use;
+#   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use, with
+#                                           its wasmbox-oci beside it;
 #                                           `none`: no shim and no wasmbox runtime, for the installer test)
 #   scripts/containerd.sh stop WORK         stop it by its own PID and remove what it left
 #   scripts/containerd.sh restart WORK      stop containerd alone (shims and state stay), start it again
@@ -69,6 +70,9 @@ start)
     rm -f "$work/bin-dir"
   fi
   [ "$shim" = none ] || [ -x "$shim" ] || { echo "containerd.sh: no shim at $shim (run: make build)" >&2; exit 1; }
+  # The shim creates its containers with the wasmbox-oci beside it.
+  helper="$(dirname "$shim")/wasmbox-oci"
+  [ "$shim" = none ] || [ -x "$helper" ] || { echo "containerd.sh: no wasmbox-oci beside the shim at $helper (run: make build)" >&2; exit 1; }
   if [ -f "$work/containerd.pid" ] && kill -0 "$(cat "$work/containerd.pid")" 2>/dev/null; then
     echo "containerd.sh: a containerd already runs for $work (pid $(cat "$work/containerd.pid"))" >&2; exit 1
   fi
@@ -78,6 +82,7 @@ start)
   runtime=""
   if [ "$shim" != none ]; then
     install -m 0755 "$shim" "$work/opt/bin/containerd-shim-wasmbox-v1"
+    install -m 0755 "$helper" "$work/opt/bin/wasmbox-oci"
     runtime='      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
         runtime_type = "io.containerd.wasmbox.v1"
         pod_annotations = ["wasmbox.io/*"]'

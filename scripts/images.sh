@@ -98,13 +98,15 @@ image busybox         /bin/busybox --path /bin/busybox --cmd echo --cmd "Hello f
 # The pod sandbox ("pause") image for CRI: busybox sleeping, run natively.
 image pause           /bin/busybox --path /bin/busybox --cmd sleep --cmd infinity
 
-# The Kubernetes node installer (k8s/installer): busybox, the install script, the shim, and the
-# wasmbox CLI (for labelling the node) with the C libraries it needs.
+# The Kubernetes node installer (k8s/installer): busybox, the install script, the shim and the
+# wasmbox-oci it creates containers with, and the wasmbox CLI (for labelling the node) with the C
+# libraries it needs.
 bin=$(dirname "$wasmbox")
 libs=()
 for lib in $(ldd "$wasmbox" | grep -o '/[^ ]*'); do libs+=(--add "$lib:$lib"); done
 image node-installer  /bin/busybox --path /bin/busybox \
   --add "$root/k8s/installer/install.sh:/opt/wasmbox/install.sh" \
   --add "$bin/containerd-shim-wasmbox-v1:/opt/wasmbox/containerd-shim-wasmbox-v1" \
+  --add "$bin/wasmbox-oci:/opt/wasmbox/wasmbox-oci" \
   --add "$wasmbox:/opt/wasmbox/wasmbox" "${libs[@]}" \
   --entrypoint /bin/busybox --entrypoint sh --entrypoint /opt/wasmbox/install.sh --cmd install

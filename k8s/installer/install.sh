@@ -1,5 +1,6 @@
 #!/bin/sh
-# The wasmbox node installer: puts the shim on a node and the `wasmbox` runtime into its
+# The wasmbox node installer: puts the shim (and wasmbox-oci, with which the shim creates its
+# containers) on a node and the `wasmbox` runtime into its
 # containerd configuration (`wasmbox node configure`, which finds the node's layout: containerd,
 # k3s, RKE2, MicroK8s or k0s), idempotently; `uninstall` undoes both, the configuration back
 # byte for byte. Runs in the installer image (busybox sh) from the DaemonSet in k8s/installer/,
@@ -12,7 +13,7 @@
 #   CONTAINERD_CONFIG   containerd's configuration, on the node         [the node layout's]
 #   CONTAINERD_OPTIONS  runtime options to set, KEY=VALUE separated by spaces (e.g. WASMBOX_PRECOMPILED=trust)
 #   SHIM_DIR            where the shim goes, on the node (on containerd's PATH) [/usr/local/bin]
-#   SHIM_SOURCE         the shim to install                             [/opt/wasmbox/containerd-shim-wasmbox-v1]
+#   SHIM_SOURCE         the shim to install, with the wasmbox-oci beside it [/opt/wasmbox/containerd-shim-wasmbox-v1]
 #   WASMBOX             the wasmbox command                             [next to this script]
 #   RESTART_CONTAINERD  command that restarts containerd                [the layout's service, restarted with
 #                       systemctl (snap for MicroK8s) in the node's namespaces]
@@ -28,6 +29,8 @@ shim_source=${SHIM_SOURCE:-/opt/wasmbox/containerd-shim-wasmbox-v1}
 wasmbox=${WASMBOX:-$here/wasmbox}
 label=${NODE_LABEL:-wasmbox.io/runtime=installed}
 shim="$shim_dir/containerd-shim-wasmbox-v1"
+helper_source="$(dirname "$shim_source")/wasmbox-oci"
+helper="$shim_dir/wasmbox-oci"
 say() { echo "wasmbox-installer: $*"; }
 
 # What configure and unconfigure edit: the given file, or the node layout's.
@@ -53,14 +56,19 @@ changed=0
 case "$action" in
 install)
   [ -f "$shim_source" ] || { say "no shim at $shim_source" >&2; exit 1; }
+  [ -f "$helper_source" ] || { say "no wasmbox-oci at $helper_source (the shim creates containers with it)" >&2; exit 1; }
   mkdir -p "$shim_dir"
-  if [ -f "$shim" ] && cmp -s "$shim_source" "$shim"; then
-    say "$shim is up to date"
-  else
-    # Copy next to it, then rename: a running containerd never sees half a binary.
-    cp "$shim_source" "$shim.new" && chmod 0755 "$shim.new" && mv -f "$shim.new" "$shim"
-    say "installed $shim"; changed=1
-  fi
+  # The helper first: a shim never runs without the helper it was built with.
+  for pair in "$helper_source $helper" "$shim_source $shim"; do
+    set -- $pair
+    if [ -f "$2" ] && cmp -s "$1" "$2"; then
+      say "$2 is up to date"
+    else
+      # Copy next to it, then rename: a running containerd never sees half a binary.
+      cp "$1" "$2.new" && chmod 0755 "$2.new" && mv -f "$2.new" "$2"
+      say "installed $2"; changed=1
+    fi
+  done
   options=""
   for option in ${CONTAINERD_OPTIONS:-}; do options="$options --option $option"; done
   # shellcheck disable=SC2086
@@ -79,7 +87,9 @@ uninstall)
   result=$("$wasmbox" node unconfigure $target)
   say "$layout node: $result"
   case "$result" in unconfigured:*) changed=1 ;; esac
-  if [ -f "$shim" ]; then rm -f "$shim"; say "removed $shim"; changed=1; fi
+  for file in "$shim" "$helper"; do
+    if [ -f "$file" ]; then rm -f "$file"; say "removed $file"; changed=1; fi
+  done
   if [ "$changed" = 1 ]; then say "restarting containerd: $restart"; sh -c "$restart"; fi
   label_node "${label%%=*}-"
   ;;

@@ -12,9 +12,13 @@ pub mod cleanup;
 pub mod oci;
 pub mod sandbox;
 
+use anyhow::Context as _;
 use containerd_shim_wasm::shim::{Shim, Version, version};
 
 use crate::sandbox::WasmboxSandbox;
+
+/// The program that creates the shim's containers, found beside the shim's binary.
+pub const CREATE_HELPER: &str = "wasmbox-oci";
 
 /// wasmbox as `containerd-shim-wasm` sees it.
 pub struct WasmboxShim;
@@ -33,6 +37,21 @@ impl Shim for WasmboxShim {
     /// `WASMBOX_STATE_DIR` from containerd's environment, else `/run/containerd/wasmbox`.
     fn runtime_root() -> Option<std::path::PathBuf> {
         Some(wasmbox_runtime::NodeSettings::state_dir_from_env())
+    }
+
+    /// `wasmbox-oci` beside the shim's own binary: the shim execs it to create each container,
+    /// and its clone becomes the container's init. So the engine (wasmtime, Cranelift) is in
+    /// `wasmbox-oci` only, and the long-lived shim process maps none of it.
+    fn create_helper() -> anyhow::Result<std::path::PathBuf> {
+        let shim = std::env::current_exe().context("finding the shim's own binary")?;
+        let helper = shim.with_file_name(CREATE_HELPER);
+        if !helper.is_file() {
+            anyhow::bail!(
+                "wasmbox: {} is missing: the shim creates containers with the {CREATE_HELPER} installed beside it",
+                helper.display()
+            );
+        }
+        Ok(helper)
     }
 
     /// The Wasm layer media types of artifact images, plus wasmbox's precompiled-code layer.

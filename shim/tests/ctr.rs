@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Run, containerd, unique_id};
+use common::{Containerd, Run, containerd, unique_id};
 
 fn assert_ok(run: &Run) {
     assert_eq!(run.code, 0, "expected exit 0: {run:#?}");
@@ -220,6 +220,24 @@ fn assert_one_line_failure(run: &Run, code: i32, needle: &str) {
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line of cause: {run:#?}");
     assert!(lines[0].starts_with("wasmbox: ") && lines[0].contains(needle), "{run:#?}");
+}
+
+/// The shim creates its containers with the `wasmbox-oci` installed beside it (the engine is in
+/// that binary only): without it, the create fails at once and says what is missing.
+#[test]
+fn a_shim_without_its_wasmbox_oci_says_what_is_missing() {
+    let c = Containerd::start("no-helper", &[]);
+    let helper = c.work.join("opt/bin/wasmbox-oci");
+    std::fs::remove_file(&helper).expect("removing the private containerd's wasmbox-oci");
+    let id = unique_id("no-helper");
+    let run = c.run_wasm("hello", &id, &[], &[]);
+    let expected =
+        format!("wasmbox: {} is missing: the shim creates containers with the wasmbox-oci", helper.display());
+    assert!(run.code != 0 && run.stdout.is_empty(), "{run:#?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line of cause: {run:#?}");
+    assert!(run.stderr.contains(&expected), "{run:#?}");
+    c.assert_no_leftovers(&id);
+    c.stop();
 }
 
 #[test]

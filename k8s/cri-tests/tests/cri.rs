@@ -553,6 +553,7 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
         let installed = std::fs::read_to_string(&config).unwrap();
         assert_eq!(installed.matches("containerd.runtimes.wasmbox]").count(), 1, "{release}: {installed}");
         assert!(shim.is_file());
+        assert!(shim.with_file_name("wasmbox-oci").is_file(), "{release}: no wasmbox-oci beside the shim");
 
         // The runtime works through CRI.
         let mut cri = client_at(containerd.work.join("containerd.sock")).await;
@@ -572,6 +573,7 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
         );
         assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "{release}: the config is back byte for byte");
         assert!(!shim.exists());
+        assert!(!shim.with_file_name("wasmbox-oci").exists(), "{release}: wasmbox-oci left");
         let mut cri = client_at(containerd.work.join("containerd.sock")).await;
         let refused =
             try_run_pod(&mut cri, &containerd.work, "after", HashMap::new()).await.err().expect("the handler is gone");

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use containerd_shim_wasm::shim::{create_helper_main, is_create_helper};
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -121,6 +122,12 @@ pub(crate) struct Global {
 /// Runs `wasmbox-oci` with this process's arguments; returns its exit status.
 pub fn main() -> i32 {
     crate::lean_process_setup();
+    if is_create_helper() {
+        // The shim exec'd this binary to create one of its containers. The container's init,
+        // forked from here, inherits the code cache (and closes it before its guest runs).
+        crate::sandbox::open_code_cache();
+        return create_helper_main::<crate::WasmboxShim>();
+    }
     let cli = Cli::parse();
     if cli.version {
         println!("wasmbox-oci version {}", env!("CARGO_PKG_VERSION"));

@@ -87,6 +87,11 @@ pub trait Cli: Shim + private::Sealed {
     ///
     /// It parses OTLP configuration from the environment and initializes the OpenTelemetry SDK.
     fn run(config: impl Into<Option<Config>>);
+
+    /// The shim alone (wasmbox addition): like [`Cli::run`], without the create helper's entry
+    /// point, for a shim whose [`Shim::create_helper`](crate::shim::Shim::create_helper) is
+    /// another program.
+    fn serve(config: impl Into<Option<Config>>);
 }
 
 impl<S: Shim> Cli for S {
@@ -96,6 +101,10 @@ impl<S: Shim> Cli for S {
         if is_create_helper() {
             std::process::exit(crate::sys::container::instance::create_helper_main::<S>());
         }
+        Self::serve(config)
+    }
+
+    fn serve(config: impl Into<Option<Config>>) {
         let config = config.into().unwrap_or_default();
         let config = containerd_shimkit::Config {
             no_setup_logger: config.no_setup_logger,

@@ -66,6 +66,9 @@ use crate::sys::container::instance;
 pub(crate) mod cli;
 
 pub use cli::{Cli, is_create_helper};
+// wasmbox: the create helper's entry point, for a shim whose helper is another binary.
+#[cfg(unix)]
+pub use crate::sys::container::instance::create_helper_main;
 // wasmbox: the container executor, for a runc-compatible runtime binary built on libcontainer.
 pub use crate::sys::container::executor::Executor;
 pub use containerd_shimkit::shim_version as version;

@@ -39,6 +39,15 @@ pub trait Shim: Sync + 'static {
         None
     }
 
+    /// The program the shim execs to create each container (wasmbox addition, see
+    /// `container.rs`): it must call [`create_helper_main`](crate::shim::create_helper_main)
+    /// when its first argument is the helper's marker. The default is this same binary, whose
+    /// [`Cli::run`](crate::shim::Cli::run) does so; a shim that names another program can run
+    /// with [`Cli::serve`](crate::shim::Cli::serve) and leave the engine out of its own binary.
+    fn create_helper() -> Result<std::path::PathBuf> {
+        Ok(std::path::PathBuf::from("/proc/self/exe"))
+    }
+
     /// Return the supported OCI layer types
     /// This is used to filter only layers that are supported by the runtime.
     /// The default implementation returns the OCI layer type 'application/vnd.bytecodealliance.wasm.component.layer.v0+wasm'

@@ -5,7 +5,8 @@
 //! kill, delete, …) from its copy of libcontainer's `Container`; that is four processes per
 //! container (the shim, its zygote, the container's zygote and the container's init).
 //!
-//! Here the shim execs itself as a *create helper* for each create ([`CREATE_HELPER_ARG`]): a
+//! Here the shim execs a *create helper* for each create ([`CREATE_HELPER_ARG`]; itself, or the
+//! program its `Shim::create_helper` names, so that the engine need not be in the shim): a
 //! fresh single-threaded process, in which libcontainer may fork safely. The helper creates the
 //! container with `as_sibling`, so that the container's init becomes a child of the shim, writes
 //! back the init's PID and the container's state directory, and exits. The shim then loads
@@ -53,17 +54,18 @@ pub struct Container {
 }
 
 impl Container {
-    /// Execs the create helper with `request` on its stdin and loads the container it created.
+    /// Execs the create helper `helper` with `request` on its stdin and loads the container it created.
     /// `stdin`, the container's relayed stdin, is handed to the helper as [`RELAYED_STDIN_FD`].
     /// Blocks until the helper is done (the guest's module is loaded by then): call it off the
     /// async runtime's workers.
     pub fn create<Request: Serialize>(
+        helper: &std::path::Path,
         id: &str,
         request: &Request,
         stdin: Option<OwnedFd>,
     ) -> anyhow::Result<Self> {
         let request = encode(request).context("encoding the create request")?;
-        let mut command = Command::new("/proc/self/exe");
+        let mut command = Command::new(helper);
         command
             .arg(CREATE_HELPER_ARG)
             .arg(id)
@@ -91,7 +93,7 @@ impl Container {
         }
         let mut helper = command
             .spawn()
-            .context("starting the create helper (/proc/self/exe)")?;
+            .with_context(|| format!("starting the create helper {}", helper.display()))?;
         // The helper has its copy: the shim keeps only the relay's write end.
         drop(stdin);
         let mut stdin = helper.stdin.take().context("the create helper's stdin")?;

@@ -81,8 +81,9 @@ struct CreateRequest {
     relayed_stdin: bool,
 }
 
-/// The create helper's main: creates the container the shim asks for on stdin and exits.
-pub(crate) fn create_helper_main<S: Shim>() -> i32 {
+/// The create helper's main: creates the container the shim asks for on stdin; returns the
+/// helper's exit status (wasmbox addition).
+pub fn create_helper_main<S: Shim>() -> i32 {
     serve_create_request(|request: CreateRequest| {
         // The shim's log FIFO, in the directory containerd started the shim in; if that
         // container's bundle is gone (a group's first container was deleted), its stderr.
@@ -212,9 +213,10 @@ impl<S: Shim> SandboxInstance for Instance<S> {
             log_level: log::max_level().to_string(),
             relayed_stdin: stdin.is_some(),
         };
+        let helper = S::create_helper().map_err(|err| SandboxError::Others(format!("{err:#}")))?;
         let helper_id = id.clone();
         let started = std::time::Instant::now();
-        let container = tokio::task::spawn_blocking(move || Container::create(&helper_id, &request, stdin))
+        let container = tokio::task::spawn_blocking(move || Container::create(&helper, &helper_id, &request, stdin))
             .await
             .map_err(|err| SandboxError::Others(format!("the create helper's thread: {err}")))??;
         // wasmbox: the phases of a container's life, for `make bench`.
@@ -270,6 +272,14 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         let started = std::time::Instant::now();
         self.container.start()?;
         log::info!("{}: phase start: {:.2} ms", self.id, started.elapsed().as_secs_f64() * 1e3);
+        // wasmbox addition: the shim now idles until the container ends; the code that created
+        // and started it need not stay mapped (off the reply's path).
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = crate::sys::resident::release_unmodified_code() {
+                log::warn!("{id}: keeping the shim's code mapped: {err:#}");
+            }
+        });
         Ok(pid as _)
     }
 
