@@ -192,7 +192,7 @@ From the lines the shim logs for each timed run (\`phase NAME: MS\` in container
 
 | phase | ms |
 |---|---|
-| create: the shim execs its create helper, which has libcontainer make the container (namespaces, mounts, cgroups) and the container's init load the module | $(echo "$create_min $create_med $create_max" | spread) |
+| create: the shim execs \`wasmbox-oci\` as its create helper, which has libcontainer make the container (namespaces, mounts, cgroups) and the container's init load the module | $(echo "$create_min $create_med $create_max" | spread) |
 | … of which load: the module's compiled code mapped from the node's cache | $(echo "$load_min $load_med $load_max" | spread) |
 | start: the init told to run the guest | $(echo "$start_min $start_med $start_max" | spread) |
 | delete: the container's state, cgroups and mounts removed | $(echo "$delete_min $delete_med $delete_max" | spread) |
@@ -215,9 +215,13 @@ Median (min–max) over the N containers; processes counts the shim once per gro
 | N | runtime | PSS per container | RSS per container | processes per container |
 |---|---|---|---|---|
 $mem_rows
-RSS counts every page a process maps, shared or not: most of a wasmbox process's RSS is the shim
-binary's code, one copy in the page cache for the whole node (Linux maps cached file pages 64 KiB
-around each page a process touches); PSS divides each shared page among the processes that map it.
+RSS counts every page a process maps, shared or not: most of a wasmbox process's RSS is code (the
+init's \`wasmbox-oci\`, the shim's own binary, libc), one copy in the page cache for the whole node
+(Linux maps cached file pages 64 KiB around each page a process touches); PSS divides each shared
+page among the processes that map it. Once a container runs, its init and its shim let go of the
+code that creating and starting it needed (it stays in the page cache; see
+\`vendor/containerd-shim-wasm/src/sys/unix/resident.rs\`); what they map when idle is what the guest's
+run and the shim's replies touched since.
 
 ## A big component: Python (componentize-py), with and without \`--precompile\`
 

@@ -377,7 +377,7 @@ fn javascript_component_runs() {
 #[test]
 fn node_installer_image_has_working_tools() {
     // The installer image runs with runc, like the DaemonSet's pod: its CLI finds its libraries,
-    // and the script and the shim are where the DaemonSet expects them.
+    // and the script, the shim and its wasmbox-oci are where the DaemonSet expects them.
     let c = containerd();
     let id = unique_id("installer");
     let run = c.run_with(None, "node-installer", &id, &[], &["/opt/wasmbox/wasmbox", "node", "label", "n", "k=v"]);
@@ -391,7 +391,7 @@ fn node_installer_image_has_working_tools() {
         &[],
         &["/bin/busybox", "sh", "-c", "ls /opt/wasmbox; sh /opt/wasmbox/install.sh; echo exit=$?"],
     );
-    assert_eq!(run.stdout, "containerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nexit=2\n", "{run:?}");
+    assert_eq!(run.stdout, "containerd-shim-wasmbox-v1\ninstall.sh\nwasmbox\nwasmbox-oci\nexit=2\n", "{run:?}");
     assert!(run.stderr.contains("install.sh install|uninstall"), "{run:?}");
 }
 
