@@ -187,18 +187,33 @@ fn start_deadline_watchdog(origin: &str, deadline: Duration) {
     }
 }
 
-/// Runs the guest on a thread of its own with a stack big enough for deep guests.
+/// Runs the guest on a thread of its own with a stack big enough for deep guests. A guest that
+/// is still running after `SETTLED_AFTER` (a server, a worker, an idle guest) has touched what
+/// it needs: the init then drops its mappings of the other code pages it touched while the
+/// container was set up and the guest instantiated (they stay in the node's page cache; see
+/// `containerd_shim_wasm::shim::release_unmodified_code`). A short run is not delayed by it.
 fn run_on_own_thread(prepared: &Prepared) -> Result<i32, RunError> {
     std::thread::scope(|scope| {
-        std::thread::Builder::new()
+        let (done, finished) = std::sync::mpsc::channel();
+        let guest = std::thread::Builder::new()
             .name("wasm-guest".into())
             .stack_size(8 << 20)
-            .spawn_scoped(scope, || {
-                wasmbox_runtime::run(&prepared.engine, &prepared.program, &prepared.entry, &prepared.config)
+            .spawn_scoped(scope, move || {
+                let status =
+                    wasmbox_runtime::run(&prepared.engine, &prepared.program, &prepared.entry, &prepared.config);
+                let _ = done.send(());
+                status
             })
             .context("starting the guest thread")
-            .map_err(RunError::internal)?
-            .join()
-            .map_err(|_| RunError::new(FailureKind::Internal, anyhow!("the guest thread panicked")))?
+            .map_err(RunError::internal)?;
+        if finished.recv_timeout(containerd_shim_wasm::shim::SETTLED_AFTER)
+            == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        {
+            match containerd_shim_wasm::shim::release_unmodified_code() {
+                Ok(bytes) => log::debug!("released {} KiB of set-up code", bytes >> 10),
+                Err(err) => log::warn!("keeping the set-up code mapped: {err:#}"),
+            }
+        }
+        guest.join().map_err(|_| RunError::new(FailureKind::Internal, anyhow!("the guest thread panicked")))?
     })
 }

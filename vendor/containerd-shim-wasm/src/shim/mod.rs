@@ -69,6 +69,9 @@ pub use cli::{Cli, is_create_helper};
 // wasmbox: the create helper's entry point, for a shim whose helper is another binary.
 #[cfg(unix)]
 pub use crate::sys::container::instance::create_helper_main;
+// wasmbox: letting go of the code a container's set-up needed, for a sandbox whose guest runs on.
+#[cfg(unix)]
+pub use crate::sys::resident::{SETTLED_AFTER, release_unmodified_code};
 // wasmbox: the container executor, for a runc-compatible runtime binary built on libcontainer.
 pub use crate::sys::container::executor::Executor;
 pub use containerd_shimkit::shim_version as version;

@@ -1,4 +1,4 @@
 pub mod container;
 
 mod pid_fd;
-pub(crate) mod resident;
+pub mod resident;

@@ -1,64 +1,111 @@
-//! What a long-lived process keeps mapped of its own binary (wasmbox addition): the code that
+//! What a long-lived process keeps mapped of the files it runs (wasmbox addition): the code that
 //! only setting a container up needed is let go once the container runs.
 //!
 //! A container's init (cloned from the create helper) runs libcontainer's set-up, reads the
 //! settings and maps or compiles the guest's code; the shim execs the helper, answers containerd
-//! and sends events. Every page of the binary they touched stays mapped (the kernel maps 64 KiB
-//! around each page fault): about 16 MiB of the helper's binary in each init, although an idle
-//! guest then needs a fraction of it. Those pages are the node's page cache, shared by every such
+//! and sends events. Every page of code they touched stays mapped (the kernel maps 64 KiB around
+//! each page fault): about 16 MiB of the helper's binary in each init, although an idle guest
+//! then needs a fraction of it. Those pages are the node's page cache, shared by every such
 //! process, so they cost the node little, but they are counted in every process's resident set
 //! (RSS) and in its proportional share (PSS).
 //!
-//! [`release_unmodified_code`] drops the process's mappings of its binary's read-only pages that
-//! it never wrote (`MADV_DONTNEED` on pages that hold exactly the file's contents). Nothing is
-//! lost: the page cache keeps them, and the next use of a page maps it again from there.
-//! Mappings holding a private copy of any page (relocated or written data) are left alone, since
-//! dropping them would bring back the file's original bytes.
+//! The shim calls [`release_unmodified_code`] [`SETTLED_AFTER`] a start; wasmbox's sandbox calls
+//! it in the init once the guest has run that long. It drops the process's mappings of read-only file pages that it never
+//! wrote (`MADV_DONTNEED` on pages that hold exactly the file's contents): its binary's code and
+//! constants, the shared libraries'. Nothing is lost: the page cache keeps them, and the next use
+//! of a page maps it again from there. A page holding a private copy (data the dynamic linker
+//! relocated, then made read-only) is kept, since dropping it would bring back the file's
+//! original bytes: in a mapping with such pages, `/proc/self/pagemap` tells the file pages apart.
 
 use std::os::raw::c_void;
 
-use anyhow::{Context, Result};
-use procfs::process::{MMPermissions, MMapPath, Process};
+use std::time::Duration;
 
-/// Drops this process's mappings of the pages of its own executable that it did not modify;
-/// returns the bytes that were resident in them. Logs nothing: the caller says what it did.
+use anyhow::{Context, Result};
+use procfs::process::{MMPermissions, MMapPath, MemoryMap, PageInfo, Process};
+
+/// How long after a container's start its processes let go of the code its set-up needed: by
+/// then the shim has answered the calls that follow a start, and a guest still running (a server,
+/// a worker, an idle guest) has touched what it needs. A short run ends before and is not delayed.
+pub const SETTLED_AFTER: Duration = Duration::from_secs(1);
+
+/// Drops this process's mappings of read-only file pages that it did not modify; returns the
+/// bytes that were resident in them. Logs nothing: the caller says what it did.
 pub fn release_unmodified_code() -> Result<u64> {
-    let released = drop_unmodified_mappings();
+    let released = drop_unmodified_file_pages();
     // Reading the maps filled the heap with short-lived buffers: give their pages back too.
     // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is invalidated.
     unsafe { libc::malloc_trim(0) };
     released
 }
 
-fn drop_unmodified_mappings() -> Result<u64> {
-    let maps = Process::myself()
-        .and_then(|me| me.smaps())
-        .context("reading /proc/self/smaps")?;
-    let marker = release_unmodified_code as *const () as u64;
-    let binary = maps
-        .iter()
-        .find(|map| map.address.0 <= marker && marker < map.address.1)
-        .map(|map| (map.dev, map.inode))
-        .context("no mapping holds this process's code")?;
+fn drop_unmodified_file_pages() -> Result<u64> {
+    let me = Process::myself().context("opening /proc/self")?;
+    let maps = me.smaps().context("reading /proc/self/smaps")?;
+    let page = procfs::page_size();
+    let mut pagemap = None;
     let mut released = 0;
-    for map in maps.iter() {
-        let unmodified = matches!(map.pathname, MMapPath::Path(_))
-            && (map.dev, map.inode) == binary
-            && !map.perms.contains(MMPermissions::WRITE)
-            && map.extension.map.get("Anonymous") == Some(&0);
-        if !unmodified {
+    for map in maps.iter().filter(|map| is_read_only_file(map)) {
+        let stat = |key: &str| map.extension.map.get(key).copied();
+        let (Some(resident), Some(private)) = (stat("Rss"), stat("Anonymous")) else { continue };
+        if resident == 0 {
             continue;
         }
         let (start, end) = map.address;
-        // SAFETY: the range is a whole read-only mapping of this process's executable that holds
-        // no private (anonymous) page: MADV_DONTNEED only removes its page-table entries, and the
-        // next access maps the same bytes again from the page cache. No Rust object lives in it.
-        let done = unsafe { libc::madvise(start as *mut c_void, (end - start) as usize, libc::MADV_DONTNEED) };
-        if done != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("madvise(MADV_DONTNEED) on {start:#x}-{end:#x}"));
+        if private == 0 {
+            dont_need(start, end)?;
+            released += resident;
+            continue;
         }
-        released += map.extension.map.get("Rss").copied().unwrap_or(0);
+        // Some pages are private copies: drop the runs of pages that are the file's.
+        let pagemap = match &mut pagemap {
+            Some(pagemap) => pagemap,
+            None => pagemap.insert(me.pagemap().context("opening /proc/self/pagemap")?),
+        };
+        let first = (start / page) as usize;
+        let pages = pagemap
+            .get_range_info(first..(end / page) as usize)
+            .context("reading /proc/self/pagemap")?;
+        let mut run: Option<u64> = None;
+        for (index, info) in pages.iter().enumerate() {
+            let address = start + index as u64 * page;
+            let file_page = matches!(info, PageInfo::MemoryPage(flags)
+                if flags.contains(procfs::process::MemoryPageFlags::PRESENT)
+                    && flags.contains(procfs::process::MemoryPageFlags::FILE));
+            match (file_page, run) {
+                (true, None) => run = Some(address),
+                (false, Some(run_start)) => {
+                    dont_need(run_start, address)?;
+                    released += address - run_start;
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(run_start) = run {
+            dont_need(run_start, end)?;
+            released += end - run_start;
+        }
     }
     Ok(released)
+}
+
+/// A mapping of a regular file (not a device) that this process cannot write through.
+fn is_read_only_file(map: &MemoryMap) -> bool {
+    matches!(&map.pathname, MMapPath::Path(path) if !path.starts_with("/dev/"))
+        && !map.perms.contains(MMPermissions::WRITE)
+}
+
+/// Drops the page-table entries of `start..end`, pages of a read-only file mapping that hold the
+/// file's own bytes.
+fn dont_need(start: u64, end: u64) -> Result<()> {
+    // SAFETY: the range is part of a read-only mapping of a regular file, and every page in it is
+    // the file's (no private copy): MADV_DONTNEED only removes page-table entries, and the next
+    // access maps the same bytes again from the page cache. No Rust object is changed.
+    let done = unsafe { libc::madvise(start as *mut c_void, (end - start) as usize, libc::MADV_DONTNEED) };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("madvise(MADV_DONTNEED) on {start:#x}-{end:#x}"));
+    }
+    Ok(())
 }

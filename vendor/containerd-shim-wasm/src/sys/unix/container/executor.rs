@@ -83,11 +83,6 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
                     );
                     std::process::exit(125);
                 }
-                // wasmbox addition: the set-up's code need not stay mapped while the guest runs.
-                match crate::sys::resident::release_unmodified_code() {
-                    Ok(bytes) => log::debug!("released {} KiB of set-up code", bytes >> 10),
-                    Err(err) => log::warn!("keeping the set-up code mapped: {err:#}"),
-                }
                 // wasmbox: a plain executor, not a tokio runtime of its own in every container:
                 // the engine's futures do their work when polled.
                 match block_on(container.run_wasi(&ctx)) {

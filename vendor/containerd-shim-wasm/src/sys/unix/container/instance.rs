@@ -273,10 +273,13 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         self.container.start()?;
         log::info!("{}: phase start: {:.2} ms", self.id, started.elapsed().as_secs_f64() * 1e3);
         // wasmbox addition: the shim now idles until the container ends; the code that created
-        // and started it need not stay mapped (off the reply's path).
+        // and started it need not stay mapped. Once the calls that follow a start are answered
+        // (state, wait, the events), off the replies' path.
         let id = self.id.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(err) = crate::sys::resident::release_unmodified_code() {
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::sys::resident::SETTLED_AFTER).await;
+            let released = tokio::task::spawn_blocking(crate::sys::resident::release_unmodified_code).await;
+            if let Ok(Err(err)) = released {
                 log::warn!("{id}: keeping the shim's code mapped: {err:#}");
             }
         });
