@@ -12,6 +12,7 @@
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use wasmbox_runtime::NodeSettings;
@@ -35,17 +36,38 @@ pub fn delete_leftover_container(args: &[String]) {
     }
 }
 
-/// Removes the socket named by `BUNDLE/address` (`unix:///run/containerd/s/…`) if no process
+/// How long a shim that is shutting down may still accept connections on its socket.
+const SHIM_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Removes the socket named by `BUNDLE/address` (`unix:///run/containerd/s/…`) once no process
 /// accepts connections on it: a group's shim that still serves other containers keeps it.
+///
+/// containerd runs this as soon as its connection to the shim closes, which may be before the
+/// shim that closed it has closed its listener; that shim would remove the socket itself, but it
+/// finds the name in the bundle, which containerd removes once this is done. So a socket still
+/// served is given [`SHIM_EXIT_GRACE`] to stop being served (it was left behind 2 times in 40
+/// concurrent runs: `load.rs`).
 fn remove_dead_shim_socket(bundle: &Path) {
     let Ok(address) = std::fs::read_to_string(bundle.join("address")) else { return };
     let Some(path) = address.trim().strip_prefix("unix://").map(PathBuf::from) else { return };
-    let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket());
-    if is_socket
-        && UnixStream::connect(&path).is_err()
-        && let Err(err) = std::fs::remove_file(&path)
-    {
-        eprintln!("wasmbox: removing the dead shim's socket {}: {err}", path.display());
+    let deadline = Instant::now() + SHIM_EXIT_GRACE;
+    loop {
+        let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_socket());
+        if !is_socket {
+            return;
+        }
+        if UnixStream::connect(&path).is_err() {
+            if let Err(err) = std::fs::remove_file(&path)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                eprintln!("wasmbox: removing the dead shim's socket {}: {err}", path.display());
+            }
+            return;
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -26,6 +26,15 @@ fn the_shim(shim_id: &str) -> u32 {
     shims[0]
 }
 
+/// Starts a `probe sleep` container whose id starts with `prefix`: (its id, its init, its shim).
+fn idle_probe(prefix: &str) -> (String, u32, u32) {
+    let id = unique_id(prefix);
+    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
+    let init = running_pid(&id);
+    let shim = the_shim(&id);
+    (id, init, shim)
+}
+
 fn stop(id: &str) -> u32 {
     assert!(containerd().ctr_output(&["tasks", "kill", "-s", "SIGKILL", id]).status.success());
     wait_stopped(id)
@@ -33,10 +42,7 @@ fn stop(id: &str) -> u32 {
 
 #[test]
 fn an_idle_wasm_container_is_its_init_and_its_shim() {
-    let id = unique_id("two-processes");
-    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
-    let init = running_pid(&id);
-    let shim = the_shim(&id);
+    let (id, init, shim) = idle_probe("two-processes");
     // No helper outlives the create, no zygote stays: the shim's only child is the init, which
     // has none of its own, and the container's cgroup holds the init alone.
     assert_eq!(children(shim), [init], "the shim's children");
@@ -80,10 +86,7 @@ fn binary_resident_kib(pid: u32) -> u64 {
 /// about 9 MiB of a 51 MB binary mapped; now about 1 and 3.
 #[test]
 fn an_idle_container_keeps_little_of_its_binaries_mapped() {
-    let id = unique_id("resident");
-    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
-    let init = running_pid(&id);
-    let shim = the_shim(&id);
+    let (id, init, shim) = idle_probe("resident");
     // Past the moment both let go (`SETTLED_AFTER`, a second after the start), with a margin.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let shim_exe = std::fs::read_link(format!("/proc/{shim}/exe")).expect("the shim's binary");
@@ -122,10 +125,7 @@ fn context_switches(pid: u32) -> u64 {
 /// a second in every shim.)
 #[test]
 fn an_idle_containers_processes_sleep() {
-    let id = unique_id("asleep");
-    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
-    let init = running_pid(&id);
-    let shim = the_shim(&id);
+    let (id, init, shim) = idle_probe("asleep");
     // Past the start: containerd and the shim exchange a few messages after the task starts.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let before = (context_switches(shim), context_switches(init));
@@ -147,10 +147,7 @@ fn threads_named(pid: u32, name: &str) -> usize {
 /// node (tokio's default): on a 64-core node every idle container had 128 of them.
 #[test]
 fn an_idle_container_runs_one_async_worker_per_process() {
-    let id = unique_id("workers");
-    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
-    let init = running_pid(&id);
-    let shim = the_shim(&id);
+    let (id, init, shim) = idle_probe("workers");
     // Once the guest sleeps (wasmtime-wasi starts its runtime at the guest's first poll).
     std::thread::sleep(std::time::Duration::from_millis(500));
     let workers = (threads_named(shim, "tokio-rt-worker"), threads_named(init, "tokio-rt-worker"));

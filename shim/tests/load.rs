@@ -23,25 +23,30 @@ fn sequential_and_concurrent_runs_leave_nothing_behind() {
     c.image("hello");
 
     let started = Instant::now();
+    let mut ids = Vec::new();
     for _ in 0..sequential {
-        let run = c.run_wasm("hello", &unique_id("seq"), &[], &[]);
+        let id = unique_id("seq");
+        let run = c.run_wasm("hello", &id, &[], &[]);
         assert_eq!(run.code, 0, "{run:#?}");
+        ids.push(id);
     }
     let sequential_time = started.elapsed();
 
     let started = Instant::now();
+    let concurrent_ids: Vec<String> = (0..concurrent).map(|_| unique_id("par")).collect();
     let runs: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> =
-            (0..concurrent).map(|_| scope.spawn(|| c.run_wasm("hello", &unique_id("par"), &[], &[]))).collect();
+            concurrent_ids.iter().map(|id| scope.spawn(|| c.run_wasm("hello", id, &[], &[]))).collect();
         handles.into_iter().map(|h| h.join().expect("runner thread")).collect()
     });
+    ids.extend(concurrent_ids);
     let concurrent_time = started.elapsed();
     for run in &runs {
         assert_eq!(run.code, 0, "{run:#?}");
         assert_eq!(run.stdout, "Hello from Rust on wasmbox (wasm32-wasip1)!\n");
     }
 
-    assert_nothing_left(c);
+    assert_nothing_left(c, &ids);
     println!(
         "load: {sequential} sequential runs in {:.1} s ({:.1} ms each); {concurrent} concurrent runs in {:.1} s; nothing left behind",
         sequential_time.as_secs_f64(),
@@ -51,8 +56,8 @@ fn sequential_and_concurrent_runs_leave_nothing_behind() {
 }
 
 /// Nothing of the test namespace's containers is left: tasks, containers, shims (wasmbox's and
-/// runc's), mounts, cgroups, runtime state.
-fn assert_nothing_left(c: &common::Containerd) {
+/// runc's), mounts, cgroups, runtime state, and the sockets of the shims of `ids` (wasmbox's).
+fn assert_nothing_left(c: &common::Containerd, ids: &[String]) {
     let deadline = Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let mut left = Vec::new();
@@ -86,6 +91,12 @@ fn assert_nothing_left(c: &common::Containerd) {
         if let Ok(states) = std::fs::read_dir(c.state_dir().join(NAMESPACE)) {
             left.extend(states.flatten().map(|e| format!("runtime state {}", e.path().display())));
         }
+        left.extend(
+            ids.iter()
+                .map(|id| c.shim_socket(id))
+                .filter(|s| s.exists())
+                .map(|s| format!("shim socket {}", s.display())),
+        );
         if left.is_empty() {
             break;
         }
@@ -159,7 +170,7 @@ fn idle_containers_all_run_and_leave_nothing_behind() {
         for id in &ids {
             common::wait_stopped(id);
         }
-        assert_nothing_left(c);
+        assert_nothing_left(c, if runtime.is_some() { &ids } else { &[] });
     }
     for line in report {
         println!("idle: {line}");

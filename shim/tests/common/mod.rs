@@ -223,6 +223,14 @@ impl Containerd {
         self.work.join("containerd.sock")
     }
 
+    /// The socket of the shim this containerd starts for task `id` of the test namespace:
+    /// `/run/containerd/s/` and the SHA-256 of `SOCKET/NAMESPACE/ID`, as containerd names it.
+    pub fn shim_socket(&self, id: &str) -> PathBuf {
+        let name = format!("{}/{NAMESPACE}/{id}", self.socket().display());
+        let digest = wasmbox_runtime::code::image::sha256_digest(name.as_bytes());
+        PathBuf::from("/run/containerd/s").join(digest.trim_start_matches("sha256:"))
+    }
+
     /// The node cache of its shims (`WASMBOX_CACHE_DIR`).
     pub fn cache_dir(&self) -> PathBuf {
         self.work.join("cache")
