@@ -48,8 +48,8 @@ ratio=$(awk -v a="$wasm_med" -v b="$runc_med" 'BEGIN {printf "%.2f", a/b}')
 
 # Phases, from the lines the shim logs for each timed run (containerd's log): create (the create
 # helper: namespaces, mounts, cgroups, the module loaded in the container's init), load (mapping
-# or compiling the module, part of create), start, delete. The rest is containerd, ctr, starting
-# the shim, the guest's run and its exit.
+# or compiling the module, part of create), start, run (from the start to the init's exit, as the
+# shim sees it), delete. The rest is containerd, ctr, starting the shim and the exit reaching ctr.
 phase() { # phase NAME → stats over the timed rounds
   grep -h -o -E "bench-wasm-[0-9]+: phase $1: [0-9.]+|instance=\"bench-wasm-[0-9]+\" msg=\"phase $1: [0-9.]+" \
     "$work/containerd.log" | awk '{print $NF}' | stats
@@ -58,8 +58,10 @@ read -r create_min create_med create_max < <(phase create)
 read -r load_min load_med load_max < <(phase load)
 read -r start_min start_med start_max < <(phase start)
 read -r delete_min delete_med delete_max < <(phase delete)
+read -r run_min run_med run_max < <(phase run)
 first_load=$(grep -h -o -E 'instance="bench-wasm-first" msg="phase load: [0-9.]+' "$work/containerd.log" | awk '{print $NF}')
-rest_med=$(awk -v t="$wasm_med" -v c="$create_med" -v s="$start_med" -v d="$delete_med" 'BEGIN {printf "%.1f", t-c-s-d}')
+rest_med=$(awk -v t="$wasm_med" -v c="$create_med" -v s="$start_med" -v d="$delete_med" -v r="$run_med" \
+  'BEGIN {printf "%.1f", t-c-s-d-r}')
 
 # --- in-process floor -----------------------------------------------------------------------
 floor=$("$(dirname "$shim")/wasmbox-run" --repeat "$rounds" "$hello_wasm" 2>&1 >/dev/null | tail -n 1)
@@ -195,8 +197,9 @@ From the lines the shim logs for each timed run (\`phase NAME: MS\` in container
 | create: the shim execs \`wasmbox-oci\` as its create helper, which has libcontainer make the container (namespaces, mounts, cgroups) and the container's init load the module | $(echo "$create_min $create_med $create_max" | spread) |
 | … of which load: the module's compiled code mapped from the node's cache | $(echo "$load_min $load_med $load_max" | spread) |
 | start: the init told to run the guest | $(echo "$start_min $start_med $start_max" | spread) |
+| run: from the start to the init's exit, as the shim sees it (the guest instantiated with its WASI context, its \`_start\`, the process's end) | $(echo "$run_min $run_med $run_max" | spread) |
 | delete: the container's state, cgroups and mounts removed | $(echo "$delete_min $delete_med $delete_max" | spread) |
-| the rest of the median (containerd's create and delete, the snapshot, \`ctr\`, starting the shim process, the guest's run, its exit reaching \`ctr\`) | $rest_med |
+| the rest of the median (containerd's create and delete, the snapshot, \`ctr\`, starting the shim process, the guest's exit reaching the shim and \`ctr\`) | $rest_med |
 
 In-process floor (\`wasmbox-run --repeat $rounds\`: the same engine and module in one process, no container):
 compiling the module takes $compile_ms ms; instantiating and running it, $run_ms ms (median of $rounds).

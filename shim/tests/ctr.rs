@@ -29,6 +29,29 @@ fn rust_wasip1_module_prints_its_greeting() {
     c.assert_no_leftovers(&id);
 }
 
+/// Each step of a run is timed in containerd's log (`phase NAME: MS`), as `make bench` reads it:
+/// the shim's create, start, run (from the start to the init's exit) and delete, and the init's
+/// load (which it logs before its guest runs: after that it holds no descriptor to the shim).
+#[test]
+fn a_run_logs_the_time_of_each_phase() {
+    let c = containerd();
+    let id = unique_id("phases");
+    let run = c.run_wasm("hello", &id, &[], &[]);
+    assert_ok(&run);
+    let log = std::fs::read_to_string(c.work.join("containerd.log")).expect("reading containerd.log");
+    for phase in ["create", "load", "start", "run", "delete"] {
+        let shim_line = format!("{id}: phase {phase}: ");
+        let init_line = format!("instance=\"{id}\" msg=\"phase {phase}: ");
+        let times: Vec<f64> = log
+            .lines()
+            .filter_map(|line| line.split_once(&shim_line).or_else(|| line.split_once(&init_line)))
+            .filter_map(|(_, rest)| rest.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(times.len(), 1, "phase {phase} of {id}: {times:?}");
+    }
+    c.assert_no_leftovers(&id);
+}
+
 #[test]
 fn rust_wasip2_component_runs_in_its_cwd() {
     let c = containerd();
