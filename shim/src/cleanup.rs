@@ -10,7 +10,6 @@
 //! more, as containerd-shim-runc-v2 does: a shim killed with SIGKILL cannot remove it.
 
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,11 +35,11 @@ pub fn delete_leftover_container(args: &[String]) {
     }
 }
 
-/// How long a shim that is shutting down may still accept connections on its socket.
+/// How long a shim that is shutting down may still listen on its socket.
 const SHIM_EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Removes the socket named by `BUNDLE/address` (`unix:///run/containerd/s/…`) once no process
-/// accepts connections on it: a group's shim that still serves other containers keeps it.
+/// listens on it: a group's shim that still serves other containers keeps it.
 ///
 /// containerd runs this as soon as its connection to the shim closes, which may be before the
 /// shim that closed it has closed its listener; that shim would remove the socket itself, but it
@@ -56,7 +55,7 @@ fn remove_dead_shim_socket(bundle: &Path) {
         if !is_socket {
             return;
         }
-        if UnixStream::connect(&path).is_err() {
+        if !is_listening(&path) {
             if let Err(err) = std::fs::remove_file(&path)
                 && err.kind() != std::io::ErrorKind::NotFound
             {
@@ -69,6 +68,20 @@ fn remove_dead_shim_socket(bundle: &Path) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether a process listens on the Unix socket `path`, read from `/proc/net/unix` (a listening
+/// socket's flags are `__SO_ACCEPTCON`, 0x10000). Reading it, unlike connecting, adds nothing to
+/// the queue of a listener that no longer accepts, where a later connect would block.
+fn is_listening(path: &Path) -> bool {
+    const ACCEPTING: u32 = 0x10000;
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else { return true };
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && Path::new(fields[7]) == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & ACCEPTING != 0)
+    })
 }
 
 fn force_delete(state_dir: &Path) -> Result<()> {
