@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A private containerd for the demo, the tests and the benchmarks: its own root, state, socket,
-# opt dir (whose bin/ holds the shim and comes first on the shims' PATH), compiled-code cache and
+# opt dir (whose bin/ holds the shim, also as containerd-shim-wasmbox-wasmer-v1 for the CRI runtime
+# `wasmbox-wasmer`, and comes first on the shims' PATH), compiled-code cache and
 # wasmbox runtime state (WASMBOX_CACHE_DIR=WORK/cache, WASMBOX_STATE_DIR=WORK/run).
 #
 #   scripts/containerd.sh start WORK SHIM   start it (SHIM: the containerd-shim-wasmbox-v1 to use, with
@@ -83,7 +84,12 @@ start)
   if [ "$shim" != none ]; then
     install -m 0755 "$shim" "$work/opt/bin/containerd-shim-wasmbox-v1"
     install -m 0755 "$helper" "$work/opt/bin/wasmbox-oci"
-    runtime='      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
+    # The same shim as runtime io.containerd.wasmbox-wasmer.v1: Wasmer is its default engine.
+    ln -sf containerd-shim-wasmbox-v1 "$work/opt/bin/containerd-shim-wasmbox-wasmer-v1"
+    runtime='      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox-wasmer]
+        runtime_type = "io.containerd.wasmbox-wasmer.v1"
+        pod_annotations = ["wasmbox.io/*"]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmbox]
         runtime_type = "io.containerd.wasmbox.v1"
         pod_annotations = ["wasmbox.io/*"]'
     if [ -n "${WASMBOX_CRI_OPTIONS:-}" ]; then

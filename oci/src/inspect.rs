@@ -148,6 +148,10 @@ impl ImageSummary {
             for file in &layer.files {
                 let text = if file.info.text { ", WebAssembly text" } else { "" };
                 let _ = writeln!(out, "    {}: {}{text}, {} bytes", file.path, file.info.kind.describe(), file.size);
+                if let Some(engines) = file.info.kind.engines() {
+                    let names: Vec<&str> = engines.iter().map(|engine| engine.name()).collect();
+                    let _ = writeln!(out, "      engines: {} (wasmbox.io/engine)", names.join(", "));
+                }
                 if !file.info.imports.is_empty() {
                     let _ = writeln!(out, "      imports: {}", file.info.imports.join(", "));
                 }
@@ -176,6 +180,7 @@ mod tests {
         assert!(text.contains("/add.wat: module"), "{text}");
         assert!(text.contains("imports: console::log"), "{text}");
         assert!(text.contains("exports: add"), "{text}");
+        assert!(text.contains("engines: wasmtime, wasmer (wasmbox.io/engine)"), "{text}");
         assert!(!text.contains("precompiled"), "{text}");
         Ok(())
     }

@@ -22,6 +22,16 @@ impl FileKind {
             FileKind::Linux => "Linux executable (runs as an ordinary container)",
         }
     }
+
+    /// The engines of this build that can run it (`None`: not Wasm).
+    pub fn engines(self) -> Option<Vec<wasmbox_runtime::EngineKind>> {
+        use wasmbox_runtime::code::decode::SourceKind;
+        match self {
+            FileKind::Module => Some(wasmbox_runtime::engines::engines_for(SourceKind::Module)),
+            FileKind::Component => Some(wasmbox_runtime::engines::engines_for(SourceKind::Component)),
+            FileKind::Linux => None,
+        }
+    }
 }
 
 /// A file's kind and, for Wasm, its imports and exports.

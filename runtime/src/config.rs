@@ -275,9 +275,9 @@ mod tests {
     fn the_http_address_setting_wins_over_the_environment() -> Result<()> {
         let spec = spec(&["/x"], &["WASMBOX_HTTP_ADDRESS=127.0.0.1:9000"], "/")?;
         let from_env = RunConfig::from_spec(&spec, &WorkloadSettings::default(), "")?;
-        assert_eq!(from_env.http_address, "127.0.0.1:9000".parse()?);
+        assert_eq!(from_env.http_address, "127.0.0.1:9000".parse::<SocketAddr>()?);
         let settings = WorkloadSettings { http_address: Some("127.0.0.1:9001".parse()?), ..Default::default() };
-        assert_eq!(RunConfig::from_spec(&spec, &settings, "")?.http_address, "127.0.0.1:9001".parse()?);
+        assert_eq!(RunConfig::from_spec(&spec, &settings, "")?.http_address, "127.0.0.1:9001".parse::<SocketAddr>()?);
         let bad = crate::config::tests::spec(&["/x"], &["WASMBOX_HTTP_ADDRESS=nowhere"], "/")?;
         let err = RunConfig::from_spec(&bad, &WorkloadSettings::default(), "").unwrap_err().to_string();
         assert!(err.contains("WASMBOX_HTTP_ADDRESS=\"nowhere\""), "{err}");

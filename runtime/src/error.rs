@@ -8,6 +8,7 @@
 //! | the guest traps | 134 (128 + SIGABRT, as `wasmtime run`), the trap and its wasm backtrace on stderr |
 //! | the entry point file does not exist | 127 |
 //! | the file is not valid WebAssembly, an import is missing, the export is missing, a bad argument | 126 |
+//! | the workload's engine cannot run it (a component on Wasmer, a setting the engine lacks): the create fails | 126 |
 //! | anything the host could not do, before or while the guest ran | 125 |
 
 use std::fmt;
@@ -25,6 +26,9 @@ pub enum FailureKind {
     NotFound,
     /// The file, its imports, the named export or the given arguments are unusable.
     Invalid,
+    /// The engine the workload chose cannot run it, or cannot honour one of its settings: the
+    /// container's create fails.
+    Unsupported,
     /// The guest trapped.
     Trap,
     /// The host failed.
@@ -61,7 +65,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             FailureKind::NotFound => 127,
-            FailureKind::Invalid => 126,
+            FailureKind::Invalid | FailureKind::Unsupported => 126,
             FailureKind::Trap => 134,
             FailureKind::Internal => 125,
             FailureKind::Exit(code) => code,

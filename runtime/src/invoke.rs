@@ -13,7 +13,7 @@
 
 use anyhow::{Context, anyhow};
 use wasmtime::component::{Func as ComponentFunc, Instance as ComponentInstance, Val as ComponentVal, wasm_wave};
-use wasmtime::{AsContextMut, Extern, Func, Instance, Memory, Store, Val, ValType};
+use wasmtime::{AsContextMut, Extern, Instance, Memory, Store, Val, ValType};
 
 use crate::error::RunError;
 use crate::jshost::format_number;
@@ -47,6 +47,86 @@ struct GuestString {
     ptr: i32,
 }
 
+/// A core parameter or result type, as text arguments see it (the same for both engines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoreType {
+    I32,
+    I64,
+    F32,
+    F64,
+    /// A type no text argument can give (a reference, `v128`): its engine's name for it.
+    Other(String),
+}
+
+impl std::fmt::Display for CoreType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CoreType::I32 => f.write_str("i32"),
+            CoreType::I64 => f.write_str("i64"),
+            CoreType::F32 => f.write_str("f32"),
+            CoreType::F64 => f.write_str("f64"),
+            CoreType::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// One argument of a core call, read from the text args.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CoreArg<'a> {
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    /// `str:TEXT`: fills an `(i32 ptr, i32 len)` pair once the text is copied into guest memory.
+    Str(&'a str),
+}
+
+/// `name(i32, i64) -> (f64)`, for messages.
+pub fn core_signature(name: &str, params: &[CoreType], results: &[CoreType]) -> String {
+    let list = |types: &[CoreType]| types.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    format!("{name}({}) -> ({})", list(params), list(results))
+}
+
+/// Reads the arguments of a core function with these `params` from `args`: one number per
+/// parameter, or one `str:TEXT` per `(i32, i32)` pair.
+pub fn read_core_args<'a>(
+    args: &mut Args<'a>,
+    signature: &str,
+    params: &[CoreType],
+) -> Result<Vec<CoreArg<'a>>, RunError> {
+    let origin = args.origin;
+    let mut values = Vec::with_capacity(params.len());
+    let mut index = 0;
+    while index < params.len() {
+        let arg = args.remaining.next().ok_or_else(|| {
+            RunError::invalid(anyhow!(
+                "{origin}: `{signature}` takes {} argument(s), fewer given{}",
+                params.len(),
+                string_hint(params)
+            ))
+        })?;
+        if let Some(text) = arg.strip_prefix(STRING_PREFIX) {
+            if !matches!(params.get(index..index + 2), Some([CoreType::I32, CoreType::I32])) {
+                return Err(RunError::invalid(anyhow!(
+                    "{origin}: argument {} of `{signature}`: {arg:?} is a string, but parameters {} and {} are not an (i32 ptr, i32 len) pair",
+                    index + 1,
+                    index + 1,
+                    index + 2
+                )));
+            }
+            values.push(CoreArg::Str(text));
+            index += 2;
+        } else {
+            let value = parse_number(&params[index], arg).with_context(|| {
+                format!("{origin}: argument {} of `{signature}`: cannot read {arg:?} as {}", index + 1, params[index])
+            });
+            values.push(value.map_err(RunError::invalid)?);
+            index += 1;
+        }
+    }
+    Ok(values)
+}
+
 /// Calls core export `name` with its args taken from `args`; returns the results as text.
 pub fn call_module_func<T>(
     store: &mut Store<T>,
@@ -58,41 +138,26 @@ pub fn call_module_func<T>(
     let origin = args.origin;
     let func = instance.get_func(&mut *store, name).ok_or_else(|| no_such_export(origin, name, module_exports))?;
     let ty = func.ty(&*store);
-    let params: Vec<ValType> = ty.params().collect();
-    let signature = signature(name, &func, store);
+    let params: Vec<CoreType> = ty.params().map(|ty| core_type(&ty)).collect();
+    let results: Vec<CoreType> = ty.results().map(|ty| core_type(&ty)).collect();
+    let signature = core_signature(name, &params, &results);
 
     let mut values = Vec::with_capacity(params.len());
     let mut strings = Vec::new();
-    let mut index = 0;
-    while index < params.len() {
-        let arg = args.remaining.next().ok_or_else(|| {
-            RunError::invalid(anyhow!(
-                "{origin}: `{signature}` takes {} argument(s), fewer given{}",
-                params.len(),
-                string_hint(&params)
-            ))
-        })?;
-        if let Some(text) = arg.strip_prefix(STRING_PREFIX) {
-            if !matches!(params.get(index..index + 2), Some([ValType::I32, ValType::I32])) {
-                return Err(RunError::invalid(anyhow!(
-                    "{origin}: argument {} of `{signature}`: {arg:?} is a string, but parameters {} and {} are not an (i32 ptr, i32 len) pair",
-                    index + 1,
-                    index + 1,
-                    index + 2
-                )));
+    for arg in read_core_args(args, &signature, &params)? {
+        match arg {
+            CoreArg::I32(v) => values.push(Val::I32(v)),
+            CoreArg::I64(v) => values.push(Val::I64(v)),
+            CoreArg::F32(v) => values.push(Val::F32(v.to_bits())),
+            CoreArg::F64(v) => values.push(Val::F64(v.to_bits())),
+            CoreArg::Str(text) => {
+                let ptr = write_guest_string(store, instance, text).map_err(|err| {
+                    RunError::invalid(anyhow!("{origin}: passing \"str:{text}\" to `{signature}`: {err:#}"))
+                })?;
+                strings.push(GuestString { ptr });
+                values.push(Val::I32(ptr));
+                values.push(Val::I32(text.len() as i32));
             }
-            let ptr = write_guest_string(store, instance, text)
-                .map_err(|err| RunError::invalid(anyhow!("{origin}: passing {arg:?} to `{signature}`: {err:#}")))?;
-            strings.push(GuestString { ptr });
-            values.push(Val::I32(ptr));
-            values.push(Val::I32(text.len() as i32));
-            index += 2;
-        } else {
-            let value = parse_number(&params[index], arg).with_context(|| {
-                format!("{origin}: argument {} of `{signature}`: cannot read {arg:?} as {}", index + 1, params[index])
-            });
-            values.push(value.map_err(RunError::invalid)?);
-            index += 1;
         }
     }
     let mut results = vec![Val::I32(0); ty.results().len()];
@@ -104,32 +169,35 @@ pub fn call_module_func<T>(
     Ok(results.iter().map(format_number).collect())
 }
 
-fn string_hint(params: &[ValType]) -> &'static str {
-    if params.windows(2).any(|w| matches!(w, [ValType::I32, ValType::I32])) {
+fn core_type(ty: &ValType) -> CoreType {
+    match ty {
+        ValType::I32 => CoreType::I32,
+        ValType::I64 => CoreType::I64,
+        ValType::F32 => CoreType::F32,
+        ValType::F64 => CoreType::F64,
+        other => CoreType::Other(other.to_string()),
+    }
+}
+
+fn string_hint(params: &[CoreType]) -> &'static str {
+    if params.windows(2).any(|w| matches!(w, [CoreType::I32, CoreType::I32])) {
         " (a string for an (i32 ptr, i32 len) pair is written str:TEXT)"
     } else {
         ""
     }
 }
 
-fn signature<T>(name: &str, func: &Func, store: &Store<T>) -> String {
-    let ty = func.ty(store);
-    let params: Vec<String> = ty.params().map(|p| p.to_string()).collect();
-    let results: Vec<String> = ty.results().map(|p| p.to_string()).collect();
-    format!("{name}({}) -> ({})", params.join(", "), results.join(", "))
-}
-
-fn parse_number(ty: &ValType, text: &str) -> anyhow::Result<Val> {
+fn parse_number<'a>(ty: &CoreType, text: &str) -> anyhow::Result<CoreArg<'a>> {
     Ok(match ty {
-        ValType::I32 => Val::I32(text.parse()?),
-        ValType::I64 => Val::I64(text.parse()?),
-        ValType::F32 => Val::F32(text.parse::<f32>()?.to_bits()),
-        ValType::F64 => Val::F64(text.parse::<f64>()?.to_bits()),
-        other => anyhow::bail!("parameters of type {other} cannot be given as text"),
+        CoreType::I32 => CoreArg::I32(text.parse()?),
+        CoreType::I64 => CoreArg::I64(text.parse()?),
+        CoreType::F32 => CoreArg::F32(text.parse()?),
+        CoreType::F64 => CoreArg::F64(text.parse()?),
+        CoreType::Other(other) => anyhow::bail!("parameters of type {other} cannot be given as text"),
     })
 }
 
-fn no_such_export(origin: &str, name: &str, exports: &[String]) -> RunError {
+pub fn no_such_export(origin: &str, name: &str, exports: &[String]) -> RunError {
     RunError::invalid(anyhow!(
         "{origin}: no exported function `{name}` (exported functions: {})",
         if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }

@@ -1,4 +1,4 @@
-//! The wasmbox engine: loads WASI modules and components on wasmtime and runs one as a container's process.
+//! The wasmbox engine: loads WASI modules and components on wasmtime (or modules on Wasmer) and runs one as a container's process.
 //!
 //! This crate knows nothing of containerd. Its input is a container's OCI spec, its settings and
 //! the bytes of a module; its output is an exit status.
@@ -27,11 +27,14 @@
 //! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
 //! - [`http`]: serving a `wasi:http/incoming-handler` component, like `wasmtime serve`;
 //! - [`run`]: instantiating a program and calling its entry point;
+//! - [`wasmer`] (feature `wasmer`, on by default): the Wasmer engine, WASI preview 1 modules only;
+//! - [`engines`]: the engine boundary the shim and the CLI use, wasmtime and Wasmer behind it;
 //! - [`signals`]: SIGTERM, SIGINT and SIGHUP for a guest that is PID 1 of its PID namespace.
 
 pub mod code;
 pub mod config;
 pub mod engine;
+pub mod engines;
 pub mod error;
 pub mod http;
 pub mod invoke;
@@ -42,12 +45,15 @@ pub mod run;
 pub mod settings;
 pub mod signals;
 pub mod wasi;
+#[cfg(feature = "wasmer")]
+pub mod wasmer;
 
 pub use code::image::ArtifactLayer;
 pub use code::{CodeOrigin, Loader, Program, ProgramKind};
 pub use config::{Entrypoint, RunConfig};
 pub use engine::Engine;
+pub use engines::{Guest, GuestSource, WasmEngine, engine_for};
 pub use error::{ExitStatus, FailureKind, RunError};
 pub use node::{NodeSettings, PrecompiledPolicy};
 pub use run::run;
-pub use settings::WorkloadSettings;
+pub use settings::{EngineKind, WorkloadSettings};

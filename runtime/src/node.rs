@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | `WASMBOX_CACHE_DIR` | environment | the directory of the node's compiled-code cache (opened by the shim before any container exists, so not a per-runtime option) | `/var/lib/wasmbox/cache` |
 //! | `WASMBOX_STATE_DIR` | environment | where the containers' runtime state is kept (libcontainer's root; one directory per containerd namespace below it) | `/run/containerd/wasmbox` |
+//! | `WASMBOX_ENGINE` | environment or runtime option | the engine of workloads that do not name one with `wasmbox.io/engine`: `wasmtime` or `wasmer`; the shim installed as `containerd-shim-wasmbox-wasmer-v1` (runtime `io.containerd.wasmbox-wasmer.v1`) sets `wasmer` unless the admin set it | `wasmtime` |
 //! | `WASMBOX_PRECOMPILED` | environment or runtime option | `ignore`: the node compiles every module itself and ignores the native code images ship (`wasmbox image build --precompile`); `trust`: image code is used when it fits, as trusted as the image's Linux binaries would be | `ignore` |
 //!
 //! In containerd's CRI configuration:
@@ -20,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+
+use crate::settings::EngineKind;
 
 /// Where compiled code is kept unless `WASMBOX_CACHE_DIR` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmbox/cache";
@@ -30,6 +33,8 @@ pub const CACHE_DIR: &str = "WASMBOX_CACHE_DIR";
 pub const DEFAULT_STATE_DIR: &str = "/run/containerd/wasmbox";
 /// The node setting (environment variable) that names the runtime state directory.
 pub const STATE_DIR: &str = "WASMBOX_STATE_DIR";
+/// The node setting that names the engine of workloads that do not choose one.
+pub const ENGINE: &str = "WASMBOX_ENGINE";
 /// The node setting that decides whether native code shipped in images may run.
 pub const PRECOMPILED: &str = "WASMBOX_PRECOMPILED";
 
@@ -59,6 +64,8 @@ pub struct NodeSettings {
     pub cache_dir: PathBuf,
     pub state_dir: PathBuf,
     pub precompiled: PrecompiledPolicy,
+    /// The engine of workloads that do not name one.
+    pub engine: EngineKind,
 }
 
 impl Default for NodeSettings {
@@ -67,6 +74,7 @@ impl Default for NodeSettings {
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             precompiled: PrecompiledPolicy::default(),
+            engine: EngineKind::default(),
         }
     }
 }
@@ -87,6 +95,9 @@ impl NodeSettings {
             options.get(PRECOMPILED).cloned().or_else(|| env(PRECOMPILED)).filter(|v| !v.trim().is_empty())
         {
             settings.precompiled = PrecompiledPolicy::parse(&policy)?;
+        }
+        if let Some(engine) = options.get(ENGINE).cloned().or_else(|| env(ENGINE)).filter(|v| !v.trim().is_empty()) {
+            settings.engine = EngineKind::parse(engine.trim()).with_context(|| format!("{ENGINE}={engine:?}"))?;
         }
         Ok(settings)
     }
@@ -125,6 +136,13 @@ mod tests {
         let bad = BTreeMap::from([(PRECOMPILED.to_owned(), "yes".to_owned())]);
         let err = NodeSettings::read(|_| None, &bad).unwrap_err().to_string();
         assert_eq!(err, "WASMBOX_PRECOMPILED=\"yes\": expected ignore or trust");
+        let env = |key: &str| (key == ENGINE).then(|| "wasmer".to_owned());
+        assert_eq!(NodeSettings::read(env, &none)?.engine, EngineKind::Wasmer);
+        let options = BTreeMap::from([(ENGINE.to_owned(), "wasmtime".to_owned())]);
+        assert_eq!(NodeSettings::read(env, &options)?.engine, EngineKind::Wasmtime);
+        let bad = BTreeMap::from([(ENGINE.to_owned(), "v8".to_owned())]);
+        let err = format!("{:#}", NodeSettings::read(|_| None, &bad).unwrap_err());
+        assert_eq!(err, "WASMBOX_ENGINE=\"v8\": expected one of wasmtime, wasmer");
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `wasmbox.io/preopens` | comma-separated directories, each `DIR`, `DIR:ro` or `DIR:rw`; only these are visible to the guest | the whole root file system, mounts mirrored with their `ro` flags |
 //! | `wasmbox.io/network` | `none`, `all`, or comma-separated `IP` / `IP/PREFIX` the guest may connect to (and bind) | `none`: every socket operation fails |
+//! | `wasmbox.io/engine` | `wasmtime` or `wasmer` (see [`EngineKind`]) | the runtime's: `wasmer` for `io.containerd.wasmbox-wasmer.v1`, else the node's `WASMBOX_ENGINE`, else `wasmtime` |
 //! | `wasmbox.io/wasm-features` | comma-separated wasmtime features, `-name` to turn one off (see [`WasmFeature`]) | wasmtime's defaults |
 //! | `wasmbox.io/deadline` | a wall-clock limit for the whole container: `500ms`, `30s`, `5m`, `1h 30m` (a bare number is seconds) | none |
 //! | `wasmbox.io/log-level` | `off`, `error`, `warn`, `info`, `debug`, `trace` | the shim's level |
@@ -29,13 +30,15 @@ use ipnet::IpNet;
 
 pub const PREOPENS: &str = "wasmbox.io/preopens";
 pub const NETWORK: &str = "wasmbox.io/network";
+pub const ENGINE: &str = "wasmbox.io/engine";
 pub const WASM_FEATURES: &str = "wasmbox.io/wasm-features";
 pub const DEADLINE: &str = "wasmbox.io/deadline";
 pub const LOG_LEVEL: &str = "wasmbox.io/log-level";
 pub const HTTP_ADDRESS: &str = "wasmbox.io/http-address";
 pub const HTTP_REQUEST_TIMEOUT: &str = "wasmbox.io/http-request-timeout";
 const PREFIX: &str = "wasmbox.io/";
-const KNOWN: [&str; 7] = [PREOPENS, NETWORK, WASM_FEATURES, DEADLINE, LOG_LEVEL, HTTP_ADDRESS, HTTP_REQUEST_TIMEOUT];
+const KNOWN: [&str; 8] =
+    [PREOPENS, NETWORK, ENGINE, WASM_FEATURES, DEADLINE, LOG_LEVEL, HTTP_ADDRESS, HTTP_REQUEST_TIMEOUT];
 /// No setting needs more; a longer value is refused rather than parsed.
 const MAX_VALUE_LEN: usize = 4096;
 /// The longest wall-clock limit accepted: a year.
@@ -82,6 +85,8 @@ pub struct WorkloadSettings {
     /// `Some`: exactly these preopens instead of the whole file system.
     pub preopens: Option<Vec<Preopen>>,
     pub network: NetworkPolicy,
+    /// The engine the workload asks for, when it names one.
+    pub engine: Option<EngineKind>,
     /// (feature, enabled), in the order given.
     pub wasm_features: Vec<(WasmFeature, bool)>,
     pub deadline: Option<Duration>,
@@ -90,6 +95,42 @@ pub struct WorkloadSettings {
     pub http_address: Option<SocketAddr>,
     /// How long one HTTP request may run, when set.
     pub http_request_timeout: Option<Duration>,
+}
+
+/// The WebAssembly engines wasmbox runs guests on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// wasmtime: modules, components, `wasi:http` servers.
+    #[default]
+    Wasmtime,
+    /// Wasmer with its Cranelift compiler: WASI preview 1 modules (`.wasm`, `.wat`).
+    Wasmer,
+}
+
+impl EngineKind {
+    pub const ALL: [EngineKind; 2] = [EngineKind::Wasmtime, EngineKind::Wasmer];
+
+    /// The engine's name in settings and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Wasmtime => "wasmtime",
+            EngineKind::Wasmer => "wasmer",
+        }
+    }
+
+    /// `wasmtime` or `wasmer`.
+    pub fn parse(value: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|engine| engine.name() == value)
+            .ok_or_else(|| anyhow!("expected one of wasmtime, wasmer"))
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A WebAssembly feature that can be switched with `wasmbox.io/wasm-features`.
@@ -165,6 +206,7 @@ impl WorkloadSettings {
         match key {
             PREOPENS => self.preopens = Some(parse_preopens(value)?),
             NETWORK => self.network = parse_network(value)?,
+            ENGINE => self.engine = Some(EngineKind::parse(value)?),
             WASM_FEATURES => self.wasm_features = parse_features(value)?,
             DEADLINE => self.deadline = Some(parse_duration(value)?),
             HTTP_REQUEST_TIMEOUT => self.http_request_timeout = Some(parse_duration(value)?),
@@ -267,6 +309,7 @@ mod tests {
             (PREOPENS, "/data:ro, /out"),
             (NETWORK, "127.0.0.1, 10.0.0.0/8"),
             (WASM_FEATURES, "threads,-simd"),
+            (ENGINE, "wasmer"),
             (DEADLINE, "1500ms"),
             (LOG_LEVEL, "debug"),
             (HTTP_REQUEST_TIMEOUT, "2s"),
@@ -284,6 +327,7 @@ mod tests {
         assert!(!settings.network.allows("192.168.1.1".parse()?, false));
         assert!(settings.network.allows("0.0.0.0".parse()?, true));
         assert_eq!(settings.wasm_features, [(WasmFeature::Threads, true), (WasmFeature::Simd, false)]);
+        assert_eq!(settings.engine, Some(EngineKind::Wasmer));
         assert_eq!(settings.deadline, Some(Duration::from_millis(1500)));
         assert_eq!(settings.http_request_timeout, Some(Duration::from_secs(2)));
         assert_eq!(settings.log_level, Some(log::LevelFilter::Debug));
@@ -316,6 +360,7 @@ mod tests {
             (PREOPENS, "/a/../b", "absolute path without"),
             (NETWORK, "somewhere", "not an IP address"),
             (WASM_FEATURES, "teleport", "unknown feature \"teleport\""),
+            (ENGINE, "wasmedge", "expected one of wasmtime, wasmer"),
             (DEADLINE, "soon", "duration"),
             (DEADLINE, "5 fortnights", "duration"),
             (DEADLINE, "0s", "positive"),

@@ -64,6 +64,22 @@ impl Shim for WasmboxShim {
     }
 }
 
+/// The shim's name for the runtime `io.containerd.wasmbox-wasmer.v1`: the same binary, installed
+/// (linked or copied) under this name, runs workloads on Wasmer unless they name an engine.
+pub const WASMER_SHIM: &str = "containerd-shim-wasmbox-wasmer-v1";
+
+/// When this shim was started as [`WASMER_SHIM`] (its `argv[0]`, as containerd runs it), makes
+/// Wasmer the node's default engine (`WASMBOX_ENGINE=wasmer`) for it and the processes it starts,
+/// unless the node's admin set `WASMBOX_ENGINE`. Call from `main` before any other thread exists.
+pub fn engine_from_runtime_name() {
+    let invoked = std::env::args_os().next().map(std::path::PathBuf::from);
+    let name = invoked.as_deref().and_then(std::path::Path::file_name);
+    if name.is_some_and(|name| name == WASMER_SHIM) && std::env::var_os(wasmbox_runtime::node::ENGINE).is_none() {
+        // SAFETY: called from `main` before any other thread of this process exists.
+        unsafe { std::env::set_var(wasmbox_runtime::node::ENGINE, wasmbox_runtime::EngineKind::Wasmer.name()) };
+    }
+}
+
 /// Sets the process up as every wasmbox process that may become a container's init wants it;
 /// call first thing in `main`, before any other thread exists.
 ///

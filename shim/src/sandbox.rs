@@ -23,10 +23,10 @@ use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
 use wasmbox_runtime::code::cache::CodeCache;
 use wasmbox_runtime::code::image::PRECOMPILED_DIR;
-use wasmbox_runtime::settings::{DEADLINE, WASM_FEATURES};
+use wasmbox_runtime::settings::{DEADLINE, ENGINE, WASM_FEATURES};
 use wasmbox_runtime::{
-    ArtifactLayer, Engine, Entrypoint, FailureKind, Loader, NodeSettings, Program, RunConfig, RunError,
-    WorkloadSettings,
+    ArtifactLayer, Entrypoint, FailureKind, Guest, GuestSource, NodeSettings, RunConfig, RunError, WorkloadSettings,
+    engine_for,
 };
 
 /// The node's code cache, opened in the shim's main process (the node's mount namespace) and
@@ -54,10 +54,9 @@ fn take_code_cache() -> Option<CodeCache> {
     }
 }
 
-/// A guest ready to run: the engine, the compiled program and its configuration.
+/// A guest ready to run: the loaded guest (with its engine) and its configuration.
 struct Prepared {
-    engine: Engine,
-    program: Program,
+    guest: Box<dyn Guest>,
     entry: Entrypoint,
     config: RunConfig,
     settings: WorkloadSettings,
@@ -100,7 +99,7 @@ impl Sandbox for WasmboxSandbox {
         Ok(match prepared {
             Ok(prepared) => {
                 if let Some(deadline) = prepared.settings.deadline {
-                    start_deadline_watchdog(&prepared.program.origin, deadline);
+                    start_deadline_watchdog(prepared.guest.origin(), deadline);
                 }
                 run_on_own_thread(prepared).unwrap_or_else(|err| report_failure(&err))
             }
@@ -140,20 +139,29 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared, Unprepared> {
         .map_err(RunError::internal)?;
     let config = RunConfig::from_spec(ctx.spec(), &settings, &mountinfo).map_err(RunError::invalid)?;
     let entry = config.entrypoint().map_err(RunError::invalid)?;
-    let engine = Engine::with_features(&settings.wasm_features)
-        .map_err(|err| Unprepared::Configuration(anyhow!("{WASM_FEATURES}: {err:#}")))?;
-    let loader = Loader::new(&engine, cache, node.precompiled);
+    let kind = settings.engine.unwrap_or(node.engine);
+    let engine = engine_for(kind, &settings.wasm_features)
+        .map_err(|err| Unprepared::Configuration(anyhow!("{WASM_FEATURES} on {kind}: {err:#}")))?;
+    engine.check_config(&config).map_err(|err| Unprepared::Configuration(anyhow!("{ENGINE}={kind}: {err}")))?;
     let started = Instant::now();
-    let program = match ctx.entrypoint().source {
-        Source::File(_) => loader.load_file(&entry.path, Some(Path::new(PRECOMPILED_DIR)))?,
-        Source::Oci(layers) => loader.load_artifact(&artifact_layers(layers))?,
+    let layers;
+    let source = match ctx.entrypoint().source {
+        Source::File(_) => GuestSource::File { path: &entry.path, precompiled_dir: Some(Path::new(PRECOMPILED_DIR)) },
+        Source::Oci(oci_layers) => {
+            layers = artifact_layers(oci_layers);
+            GuestSource::Artifact(&layers)
+        }
     };
-    log::info!("phase load: {:.2} ms", started.elapsed().as_secs_f64() * 1e3);
+    let guest = engine.load(source, cache, node.precompiled).map_err(|err| match err.kind {
+        FailureKind::Unsupported => Unprepared::Configuration(anyhow!("{ENGINE}={kind}: {err}")),
+        _ => Unprepared::Guest(err),
+    })?;
+    log::info!("phase load: {:.2} ms ({kind})", started.elapsed().as_secs_f64() * 1e3);
     // Compiling (an empty cache, a module the cache refused) leaves megabytes of the compiler's
     // freed heap in this process, which lives as long as the container: give them back.
     // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is invalidated.
     unsafe { libc::malloc_trim(0) };
-    Ok(Prepared { engine, program, entry, config, settings })
+    Ok(Prepared { guest, entry, config, settings })
 }
 
 /// The layers the shim read from containerd's content store, as the engine takes them.
@@ -199,8 +207,7 @@ fn run_on_own_thread(prepared: &Prepared) -> Result<i32, RunError> {
             .name("wasm-guest".into())
             .stack_size(8 << 20)
             .spawn_scoped(scope, move || {
-                let status =
-                    wasmbox_runtime::run(&prepared.engine, &prepared.program, &prepared.entry, &prepared.config);
+                let status = prepared.guest.run(&prepared.entry, &prepared.config);
                 let _ = done.send(());
                 status
             })

@@ -64,6 +64,17 @@ async fn try_run_pod(
     name: &str,
     annotations: HashMap<String, String>,
 ) -> Result<Pod, tonic::Status> {
+    try_run_pod_on(cri, work, name, annotations, "wasmbox").await
+}
+
+/// RunPodSandbox with the runtime `handler` (a RuntimeClass's), the pod's logs under `work/pods/NAME`.
+async fn try_run_pod_on(
+    cri: &mut RuntimeServiceClient<Channel>,
+    work: &Path,
+    name: &str,
+    annotations: HashMap<String, String>,
+    handler: &str,
+) -> Result<Pod, tonic::Status> {
     let log_dir = work.join("pods").join(name);
     std::fs::create_dir_all(&log_dir).unwrap();
     let config = PodSandboxConfig {
@@ -86,7 +97,7 @@ async fn try_run_pod(
         ..Default::default()
     };
     let id = cri
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: "wasmbox".to_owned() })
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: handler.to_owned() })
         .await?
         .into_inner()
         .pod_sandbox_id;
@@ -316,6 +327,51 @@ async fn pods_run_wasm_containers_through_cri() {
         refused.message().contains("wasmbox: annotation wasmbox.io/deadline=\"soon\": expected a duration"),
         "{refused:?}"
     );
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
+}
+
+/// A pod of the RuntimeClass whose handler is `wasmbox-wasmer` (runtime type
+/// `io.containerd.wasmbox-wasmer.v1`) runs its modules on Wasmer, with the container's args, env
+/// and memory limit; a component is refused at StartContainer with its cause; a pod annotation
+/// `wasmbox.io/engine=wasmtime` takes it back to wasmtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasmer_pod_runs_modules_through_cri() {
+    let mut cri = cri_with(&["pause", "hello", "probe", "hello-component"]).await;
+    let c = containerd();
+    let pod =
+        try_run_pod_on(&mut cri, &c.work, "wasmer", HashMap::new(), "wasmbox-wasmer").await.expect("RunPodSandbox");
+    let (code, out) = run_container(&mut cri, &pod, container("hello", "hello")).await;
+    assert_eq!((code, out.as_slice()), (0, &["Hello from Rust on wasmbox (wasm32-wasip1)!".to_owned()][..]));
+    let mut probe = container("probe-env", "probe");
+    probe.args = vec!["env".into(), "GREETING".into()];
+    probe.envs = vec![KeyValue { key: "GREETING".into(), value: "hello from CRI on Wasmer".into() }];
+    let id = start_container(&mut cri, &pod, probe).await;
+    assert_eq!(wait_exited(&mut cri, &id).await.exit_code, 0);
+    let log = c.log_of(&id);
+    assert!(log.iter().any(|l| l.contains("phase load: ") && l.contains("(wasmer)")), "{log:#?}");
+    let mut limited = container("probe-limited", "probe");
+    limited.args = vec!["alloc".into(), "200".into()];
+    limited.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources { memory_limit_in_bytes: 64 << 20, ..Default::default() }),
+        ..Default::default()
+    });
+    let (code, out) = run_container(&mut cri, &pod, limited).await;
+    assert_eq!(code, 2, "memory.grow refused at the limit: {out:?}");
+    let refused = try_start_container(&mut cri, &pod, container("component", "hello-component"))
+        .await
+        .expect_err("Wasmer must refuse a component");
+    assert!(refused.message().contains("is a component: the wasmer engine cannot run it"), "{refused:?}");
+    remove_pod(&mut cri, &pod).await;
+    assert_pod_left_nothing(&pod);
+
+    let annotations = HashMap::from([("wasmbox.io/engine".to_owned(), "wasmtime".to_owned())]);
+    let pod = try_run_pod_on(&mut cri, &c.work, "wasmer-to-wasmtime", annotations, "wasmbox-wasmer")
+        .await
+        .expect("RunPodSandbox");
+    let (code, out) = run_container(&mut cri, &pod, container("component", "hello-component")).await;
+    assert_eq!(code, 0, "{out:?}");
+    assert!(out.iter().any(|line| line.contains("Hello from a Rust component on wasmbox")), "{out:?}");
     remove_pod(&mut cri, &pod).await;
     assert_pod_left_nothing(&pod);
 }

@@ -62,6 +62,10 @@ struct NodeConfigArgs {
     /// The runtime's name for CRI: the RuntimeClass handler.
     #[arg(long, default_value = "wasmbox")]
     runtime_name: String,
+    /// The runtime's type: io.containerd.wasmbox.v1, or io.containerd.wasmbox-wasmer.v1 for
+    /// Wasmer as the default engine (the shim installed as containerd-shim-wasmbox-wasmer-v1).
+    #[arg(long, default_value = "io.containerd.wasmbox.v1")]
+    runtime_type: String,
 }
 
 #[derive(Subcommand)]
@@ -231,7 +235,12 @@ fn run(cli: Cli) -> Result<()> {
                     Ok((key.to_owned(), value))
                 })
                 .collect::<Result<_>>()?;
-            let runtime = Runtime { name: target.runtime_name.clone(), options, ..Runtime::default() };
+            let runtime = Runtime {
+                name: target.runtime_name.clone(),
+                runtime_type: target.runtime_type.clone(),
+                options,
+                ..Runtime::default()
+            };
             match config::configure(&target.root, node_layout(&target), target.config.as_deref(), &runtime)? {
                 Outcome::Changed(path) => println!("configured: {}", path.display()),
                 Outcome::Unchanged(path) => println!("unchanged: {}", path.display()),

@@ -2,20 +2,32 @@
 //!
 //! Used for debugging guests without containerd, and by `make bench` as the in-process floor:
 //! `--repeat N` compiles once, then instantiates and runs the program N times, and prints the
-//! compile time and the median run time on stderr.
+//! compile time and the median run time on stderr. `--engine wasmer` runs it on Wasmer instead
+//! of wasmtime.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use wasmbox_runtime::{Engine, Loader, PrecompiledPolicy, RunConfig, RunError};
+use wasmbox_runtime::{EngineKind, GuestSource, PrecompiledPolicy, RunConfig, RunError, engine_for};
 
-const USAGE: &str = "usage: wasmbox-run [--repeat N] FILE[#FUNC] [ARGS...]
+const USAGE: &str = "usage: wasmbox-run [--engine wasmtime|wasmer] [--repeat N] FILE[#FUNC] [ARGS...]
 Runs a WASI module, component or .wat file in-process; the whole host file system is preopened at /.";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut repeat = None;
+    let mut engine_kind = EngineKind::Wasmtime;
+    if args.first().map(String::as_str) == Some("--engine") {
+        match args.get(1).map(|name| EngineKind::parse(name)) {
+            Some(Ok(kind)) => engine_kind = kind,
+            _ => {
+                eprintln!("wasmbox-run: --engine takes wasmtime or wasmer");
+                return ExitCode::from(2);
+            }
+        }
+        args.drain(..2);
+    }
     if args.first().map(String::as_str) == Some("--repeat") {
         repeat = args.get(1).and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0);
         if repeat.is_none() {
@@ -38,15 +50,16 @@ fn main() -> ExitCode {
     };
     let result = (|| {
         let entry = config.entrypoint().map_err(RunError::invalid)?;
-        let engine = Engine::new().map_err(RunError::internal)?;
+        let engine = engine_for(engine_kind, &[]).map_err(RunError::internal)?;
         let started = Instant::now();
-        let program = Loader::new(&engine, None, PrecompiledPolicy::Ignore).load_file(&entry.path, None)?;
+        let source = GuestSource::File { path: &entry.path, precompiled_dir: None };
+        let guest = engine.load(source, None, PrecompiledPolicy::Ignore)?;
         let compiled = started.elapsed();
         let mut runs = Vec::new();
         let mut code = 0;
         for _ in 0..repeat.unwrap_or(1) {
             let started = Instant::now();
-            code = wasmbox_runtime::run(&engine, &program, &entry, &config)?;
+            code = guest.run(&entry, &config)?;
             runs.push(started.elapsed());
         }
         if repeat.is_some() {

@@ -89,13 +89,7 @@ impl<'e> Loader<'e> {
     /// code for it is looked for in `precompiled_dir` (the tar layout's [`image::PRECOMPILED_DIR`]).
     pub fn load_file(self, path: &Path, precompiled_dir: Option<&Path>) -> Result<Program, RunError> {
         let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|err| {
-            let kind = match err.kind() {
-                std::io::ErrorKind::NotFound => FailureKind::NotFound,
-                _ => FailureKind::Invalid,
-            };
-            RunError::new(kind, anyhow!("{origin}: {}", io_cause(&err)))
-        })?;
+        let bytes = read_guest_file(path)?;
         let offer = |source_digest: &str| precompiled_dir.and_then(|dir| offer_next_to_file(dir, source_digest));
         self.load(&bytes, &origin, offer)
     }
@@ -294,6 +288,17 @@ impl<'e> Loader<'e> {
         };
         Ok(Program { kind: loaded, origin: origin.to_owned(), code, server, _mapped: Some(mapped) })
     }
+}
+
+/// Reads the guest's file; a missing file is [`FailureKind::NotFound`].
+pub fn read_guest_file(path: &Path) -> Result<Vec<u8>, RunError> {
+    std::fs::read(path).map_err(|err| {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => FailureKind::NotFound,
+            _ => FailureKind::Invalid,
+        };
+        RunError::new(kind, anyhow!("{}: {}", path.display(), io_cause(&err)))
+    })
 }
 
 /// Loads code from a mapping; the caller keeps the mapping alive for as long as the result.
