@@ -84,8 +84,9 @@ test-matrix: deps images ## the ctr, CRI and Docker suites on containerd 1.6 (th
 	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-shim -p wasmbox-cri-tests --no-fail-fast; \
 	done
 
-install: build ## put the shim, wasmbox-oci and the CLI in $(PREFIX)/bin and add the runtime to $(CONTAINERD_CONFIG)
+install: build ## put the shim (also as containerd-shim-wasmbox-wasmer-v1), wasmbox-oci and the CLI in $(PREFIX)/bin and add the runtimes wasmbox and wasmbox-wasmer to $(CONTAINERD_CONFIG)
 	install -D -m 0755 "$(SHIM)" "$(PREFIX)/bin/containerd-shim-wasmbox-v1"
+	ln -sfn containerd-shim-wasmbox-v1 "$(PREFIX)/bin/containerd-shim-wasmbox-wasmer-v1"
 	install -D -m 0755 "$(OCI_RUNTIME)" "$(PREFIX)/bin/wasmbox-oci"
 	install -D -m 0755 "$(WASMBOX)" "$(PREFIX)/bin/wasmbox"
 	"$(PREFIX)/bin/wasmbox" node configure --layout containerd --config "$(CONTAINERD_CONFIG)"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The wasmbox node installer: puts the shim (and wasmbox-oci, with which the shim creates its
-# containers) on a node and the `wasmbox` runtime into its
+# containers; and the shim's Wasmer name, containerd-shim-wasmbox-wasmer-v1, a link to it) on a
+# node and the `wasmbox` and `wasmbox-wasmer` runtimes into its
 # containerd configuration (`wasmbox node configure`, which finds the node's layout: containerd,
 # k3s, RKE2, MicroK8s or k0s), idempotently; `uninstall` undoes both, the configuration back
 # byte for byte. Runs in the installer image (busybox sh) from the DaemonSet in k8s/installer/,
@@ -31,6 +32,8 @@ label=${NODE_LABEL:-wasmbox.io/runtime=installed}
 shim="$shim_dir/containerd-shim-wasmbox-v1"
 helper_source="$(dirname "$shim_source")/wasmbox-oci"
 helper="$shim_dir/wasmbox-oci"
+# The same shim as runtime io.containerd.wasmbox-wasmer.v1 (Wasmer as its default engine).
+wasmer_shim="$shim_dir/containerd-shim-wasmbox-wasmer-v1"
 say() { echo "wasmbox-installer: $*"; }
 
 # What configure and unconfigure edit: the given file, or the node layout's.
@@ -69,6 +72,11 @@ install)
       say "installed $2"; changed=1
     fi
   done
+  if [ "$(readlink "$wasmer_shim" 2>/dev/null)" = containerd-shim-wasmbox-v1 ]; then
+    say "$wasmer_shim is up to date"
+  else
+    ln -sfn containerd-shim-wasmbox-v1 "$wasmer_shim"; say "installed $wasmer_shim"; changed=1
+  fi
   options=""
   for option in ${CONTAINERD_OPTIONS:-}; do options="$options --option $option"; done
   # shellcheck disable=SC2086
@@ -87,8 +95,8 @@ uninstall)
   result=$("$wasmbox" node unconfigure $target)
   say "$layout node: $result"
   case "$result" in unconfigured:*) changed=1 ;; esac
-  for file in "$shim" "$helper"; do
-    if [ -f "$file" ]; then rm -f "$file"; say "removed $file"; changed=1; fi
+  for file in "$wasmer_shim" "$shim" "$helper"; do
+    if [ -f "$file" ] || [ -L "$file" ]; then rm -f "$file"; say "removed $file"; changed=1; fi
   done
   if [ "$changed" = 1 ]; then say "restarting containerd: $restart"; sh -c "$restart"; fi
   label_node "${label%%=*}-"

@@ -103,6 +103,23 @@ pub enum OptionValue {
     Bool(bool),
 }
 
+impl Runtime {
+    /// The same runtime with Wasmer as its default engine, for a RuntimeClass per engine: named
+    /// `NAME-wasmer`, of type `io.containerd.wasmbox-wasmer.v1` (the shim installed as
+    /// `containerd-shim-wasmbox-wasmer-v1`), with the same annotations and options.
+    pub fn wasmer_twin(&self) -> Runtime {
+        Runtime { name: wasmer_twin_name(&self.name), runtime_type: WASMER_RUNTIME_TYPE.to_owned(), ..self.clone() }
+    }
+}
+
+/// The runtime type whose shim runs workloads on Wasmer unless they name an engine.
+pub const WASMER_RUNTIME_TYPE: &str = "io.containerd.wasmbox-wasmer.v1";
+
+/// `NAME-wasmer`.
+fn wasmer_twin_name(name: &str) -> String {
+    format!("{name}-wasmer")
+}
+
 impl Default for Runtime {
     fn default() -> Self {
         Runtime {
@@ -184,7 +201,8 @@ fn target(root: &Path, layout: Layout, config: Option<&Path>) -> Result<(PathBuf
     }
 }
 
-/// Adds `runtime` to the node's containerd configuration under `root`.
+/// Adds `runtime` and its Wasmer twin ([`Runtime::wasmer_twin`]) to the node's containerd
+/// configuration under `root`.
 pub fn configure(root: &Path, layout: Layout, config: Option<&Path>, runtime: &Runtime) -> Result<Outcome> {
     let (path, start) = target(root, layout, config)?;
     let original = match std::fs::read(&path) {
@@ -214,28 +232,30 @@ pub fn configure(root: &Path, layout: Layout, config: Option<&Path>, runtime: &R
     if let Some(on) = systemd_cgroup {
         options.push(("SystemdCgroup".to_owned(), OptionValue::Bool(on)));
     }
-    let table = runtimes
-        .entry(&runtime.name)
-        .or_insert_with(|| Item::Table(Table::new()))
-        .as_table_mut()
-        .with_context(|| format!("{}: runtime `{}` is not a table", path.display(), runtime.name))?;
-    table.insert("runtime_type", value(&runtime.runtime_type));
-    let mut annotations = Array::new();
-    for annotation in &runtime.pod_annotations {
-        annotations.push(annotation.as_str());
-    }
-    table.insert("pod_annotations", value(annotations));
-    if !options.is_empty() {
-        let table_options = table
-            .entry("options")
+    for runtime in [runtime.clone(), runtime.wasmer_twin()] {
+        let table = runtimes
+            .entry(&runtime.name)
             .or_insert_with(|| Item::Table(Table::new()))
             .as_table_mut()
-            .context("the runtime's `options` is not a table")?;
-        for (key, option) in &options {
-            match option {
-                OptionValue::Text(text) => table_options.insert(key, value(text)),
-                OptionValue::Bool(flag) => table_options.insert(key, value(*flag)),
-            };
+            .with_context(|| format!("{}: runtime `{}` is not a table", path.display(), runtime.name))?;
+        table.insert("runtime_type", value(&runtime.runtime_type));
+        let mut annotations = Array::new();
+        for annotation in &runtime.pod_annotations {
+            annotations.push(annotation.as_str());
+        }
+        table.insert("pod_annotations", value(annotations));
+        if !options.is_empty() {
+            let table_options = table
+                .entry("options")
+                .or_insert_with(|| Item::Table(Table::new()))
+                .as_table_mut()
+                .context("the runtime's `options` is not a table")?;
+            for (key, option) in &options {
+                match option {
+                    OptionValue::Text(text) => table_options.insert(key, value(text)),
+                    OptionValue::Bool(flag) => table_options.insert(key, value(*flag)),
+                };
+            }
         }
     }
     let edited = doc.to_string();
@@ -254,7 +274,8 @@ pub fn configure(root: &Path, layout: Layout, config: Option<&Path>, runtime: &R
     Ok(Outcome::Changed(path))
 }
 
-/// Takes the runtime named `name` out of the node's containerd configuration under `root`.
+/// Takes the runtime named `name` and its Wasmer twin out of the node's containerd configuration
+/// under `root`.
 pub fn unconfigure(root: &Path, layout: Layout, config: Option<&Path>, name: &str) -> Result<Outcome> {
     let (path, _) = target(root, layout, config)?;
     let backup = backup_path(&path);
@@ -270,7 +291,10 @@ pub fn unconfigure(root: &Path, layout: Layout, config: Option<&Path>, name: &st
     let text = String::from_utf8(current_bytes.clone()).with_context(|| format!("{}: not UTF-8", path.display()))?;
     let mut doc: DocumentMut = text.parse().map_err(|err| toml_error(&path, &text, err))?;
     let version = version_of(&doc)?;
-    let removed = remove_runtime(&mut doc, runtimes_path(version), name);
+    let twin = wasmer_twin_name(name);
+    let removed = [name, twin.as_str()]
+        .into_iter()
+        .fold(false, |removed, name| remove_runtime(&mut doc, runtimes_path(version), name) | removed);
     let original = std::fs::read(&backup).ok().map(|bytes| Original::decode(&bytes)).transpose()?;
     let outcome = match original {
         // Only wasmbox's change since: put the file back as it was (or remove it).

@@ -43,6 +43,12 @@ fn round_trip(layout: Layout, path: &str, original: &str, table: &[&str], edited
     let runtime = runtime_at(&text, &table[..5]);
     assert_eq!(runtime["runtime_type"].as_str(), Some("io.containerd.wasmbox.v1"));
     assert_eq!(runtime["pod_annotations"].as_array().unwrap()[0].as_str(), Some("wasmbox.io/*"));
+    // and its Wasmer twin, a RuntimeClass handler of its own
+    let mut twin_path = table[..5].to_vec();
+    twin_path[4] = "wasmbox-wasmer";
+    let twin = runtime_at(&text, &twin_path);
+    assert_eq!(twin["runtime_type"].as_str(), Some("io.containerd.wasmbox-wasmer.v1"));
+    assert_eq!(twin["pod_annotations"], runtime["pod_annotations"]);
     // comments and every other line of the original stay
     if edited == file {
         for line in original.lines() {

@@ -54,6 +54,15 @@ fn forged_precompiled_code_does_not_run_unless_the_node_trusts_image_code() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!entries.iter().any(|e| e.contains("-image-")), "tar-layout image code is never cached: {entries:?}");
+
+    // Wasmer never runs image code, even on a trusting node: it compiles W.
+    let (id, on_wasmer) = run(t, &forged_image(t), &["--annotation", "wasmbox.io/engine=wasmer"], &[]);
+    assert_eq!((on_wasmer.code, on_wasmer.stdout.as_str()), (0, INNOCENT_OUTPUT), "{on_wasmer:#?}");
+    let log = t.log_of(&id);
+    assert!(
+        log.iter().any(|l| l.contains("precompiled code in the image ignored: the wasmer engine compiles")),
+        "{log:#?}"
+    );
 }
 
 #[test]
@@ -86,6 +95,18 @@ fn a_running_guest_holds_no_host_handle() {
     assert_eq!(warm.code, 0, "{warm:#?}");
     let id = unique_id("sec-fds");
     c.start_detached("probe", &id, &["--mount", &mount], &["/probe.wasm", "sleep", "30"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_host_handles(c, &id);
+    assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
+    assert_eq!(c.wait_stopped(&id), 137);
+    c.assert_no_leftovers(&id);
+
+    // the same guest on Wasmer (its WASI context, its task pool), its code loaded from the cache
+    let wasmer = ["--annotation", "wasmbox.io/engine=wasmer"];
+    let warm = c.run_wasm("probe", &unique_id("sec-warm-wasmer"), &wasmer, &["/probe.wasm", "exit", "0"]);
+    assert_eq!(warm.code, 0, "{warm:#?}");
+    let id = unique_id("sec-fds-wasmer");
+    c.start_detached("probe", &id, &["--mount", &mount, wasmer[0], wasmer[1]], &["/probe.wasm", "sleep", "30"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_no_host_handles(c, &id);
     assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());

@@ -608,8 +608,11 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
         assert!(second.contains("nothing changed, containerd not restarted"), "{release}: {second}");
         let installed = std::fs::read_to_string(&config).unwrap();
         assert_eq!(installed.matches("containerd.runtimes.wasmbox]").count(), 1, "{release}: {installed}");
+        assert_eq!(installed.matches("containerd.runtimes.wasmbox-wasmer]").count(), 1, "{release}: {installed}");
         assert!(shim.is_file());
         assert!(shim.with_file_name("wasmbox-oci").is_file(), "{release}: no wasmbox-oci beside the shim");
+        let wasmer_shim = shim.with_file_name("containerd-shim-wasmbox-wasmer-v1");
+        assert_eq!(std::fs::read_link(&wasmer_shim).ok(), Some("containerd-shim-wasmbox-v1".into()), "{release}");
 
         // The runtime works through CRI.
         let mut cri = client_at(containerd.work.join("containerd.sock")).await;
@@ -621,6 +624,20 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
             "{release}"
         );
         remove_pod(&mut cri, &pod).await;
+        // and so does its Wasmer twin, the handler of a second RuntimeClass
+        let pod = try_run_pod_on(&mut cri, &containerd.work, "installed-wasmer", HashMap::new(), "wasmbox-wasmer")
+            .await
+            .expect("RunPodSandbox on wasmbox-wasmer");
+        let id = start_container(&mut cri, &pod, container("hello", "hello")).await;
+        assert_eq!(wait_exited(&mut cri, &id).await.exit_code, 0, "{release}");
+        let log = std::fs::read_to_string(containerd.work.join("containerd.log")).unwrap_or_default();
+        assert!(
+            log.lines().any(|l| l.contains(&format!("instance=\"{id}\""))
+                && l.contains("phase load: ")
+                && l.contains("(wasmer)")),
+            "{release}: the wasmbox-wasmer handler did not run the guest on Wasmer"
+        );
+        remove_pod(&mut cri, &pod).await;
 
         let removed = node_installer(&containerd, "uninstall");
         assert!(
@@ -630,6 +647,7 @@ async fn node_installer_installs_idempotently_and_uninstalls_cleanly() {
         assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "{release}: the config is back byte for byte");
         assert!(!shim.exists());
         assert!(!shim.with_file_name("wasmbox-oci").exists(), "{release}: wasmbox-oci left");
+        assert!(std::fs::symlink_metadata(&wasmer_shim).is_err(), "{release}: the Wasmer shim link left");
         let mut cri = client_at(containerd.work.join("containerd.sock")).await;
         let refused =
             try_run_pod(&mut cri, &containerd.work, "after", HashMap::new()).await.err().expect("the handler is gone");

@@ -42,7 +42,15 @@ fn manifests_validate_against_the_kubernetes_schemas() {
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    for kind in ["runtimeclass/wasmbox", "job/", "deployment/", "service/", "pod/", "daemonset/wasmbox-installer"] {
+    for kind in [
+        "runtimeclass/wasmbox",
+        "runtimeclass/wasmbox-wasmer",
+        "job/",
+        "deployment/",
+        "service/",
+        "pod/",
+        "daemonset/wasmbox-installer",
+    ] {
         assert!(text.contains(&format!("passed for resource {kind}")), "no {kind} validated: {text}");
     }
 }

@@ -59,20 +59,18 @@ struct NodeConfigArgs {
     /// The configuration file to edit, under --root, instead of the layout's.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The runtime's name for CRI: the RuntimeClass handler.
+    /// The runtime's name for CRI: the RuntimeClass handler. Its Wasmer twin is NAME-wasmer.
     #[arg(long, default_value = "wasmbox")]
     runtime_name: String,
-    /// The runtime's type: io.containerd.wasmbox.v1, or io.containerd.wasmbox-wasmer.v1 for
-    /// Wasmer as the default engine (the shim installed as containerd-shim-wasmbox-wasmer-v1).
-    #[arg(long, default_value = "io.containerd.wasmbox.v1")]
-    runtime_type: String,
 }
 
 #[derive(Subcommand)]
 enum NodeCommand {
-    /// Add the wasmbox runtime to the node's containerd configuration (idempotent).
+    /// Add the wasmbox runtime and its Wasmer twin to the node's containerd configuration (idempotent).
     ///
-    /// The file is edited in place, comments and order kept: the runtime's CRI table for the
+    /// Two runtimes: `wasmbox` (io.containerd.wasmbox.v1, wasmtime unless a workload sets
+    /// wasmbox.io/engine) and `wasmbox-wasmer` (io.containerd.wasmbox-wasmer.v1, Wasmer unless it
+    /// does), one RuntimeClass handler each. The file is edited in place, comments and order kept: the runtime's CRI table for the
     /// configuration's version (2, 3 or 4), or a drop-in wasmbox.toml in the directory its
     /// `imports` names. Pod annotations wasmbox.io/* are passed to the runtime; the runc
     /// runtime's SystemdCgroup is copied. Prints `configured: FILE` (restart containerd for CRI
@@ -90,7 +88,7 @@ enum NodeCommand {
         #[arg(long, default_value = "/")]
         root: PathBuf,
     },
-    /// Take the wasmbox runtime out of the node's containerd configuration again.
+    /// Take the wasmbox runtime and its Wasmer twin out of the node's containerd configuration again.
     ///
     /// A file nobody else changed since `configure` is put back byte for byte (a file or
     /// template `configure` created is removed); otherwise only the runtime's table is taken
@@ -235,12 +233,7 @@ fn run(cli: Cli) -> Result<()> {
                     Ok((key.to_owned(), value))
                 })
                 .collect::<Result<_>>()?;
-            let runtime = Runtime {
-                name: target.runtime_name.clone(),
-                runtime_type: target.runtime_type.clone(),
-                options,
-                ..Runtime::default()
-            };
+            let runtime = Runtime { name: target.runtime_name.clone(), options, ..Runtime::default() };
             match config::configure(&target.root, node_layout(&target), target.config.as_deref(), &runtime)? {
                 Outcome::Changed(path) => println!("configured: {}", path.display()),
                 Outcome::Unchanged(path) => println!("unchanged: {}", path.display()),
