@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make bench`: start-up of the Wasm hello image through wasmbox against busybox `echo` through
-# runc (interleaved, one run, one private containerd), where wasmbox's time goes phase by phase,
-# memory per idle container against the number of containers (wasmbox with a shim per container,
-# wasmbox with one shim per group, runc), the Python component with and without its precompiled
+# `make bench`: start-up of the Wasm hello image through wasmbox (on wasmtime and on Wasmer) against
+# busybox `echo` through runc (interleaved, one run, one private containerd), where wasmbox's time
+# goes phase by phase, memory per idle container against the number of containers (wasmbox with a
+# shim per container, on each engine, wasmbox with one shim per group, runc), the Python component with and without its precompiled
 # layer, and the in-process floor. Figures go to OUT (docs/benchmarks.md), plots next to it.
 #   scripts/bench.sh SHIM IMAGES_DIR WORK OUT HELLO_WASM
 set -euo pipefail
@@ -31,27 +31,33 @@ stats() { sort -g | awk '{a[NR]=$1} END {if (!NR) {print "- - -"; exit}
   m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.1f %.1f %.1f\n", a[1], m, a[NR]}'; }
 spread() { awk '{printf "%s (%s–%s)", $2, $1, $3}'; }   # "min med max" → "med (min–max)"
 wasm_run() { ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/hello:latest "$1" >/dev/null; }
+wasmer_run() { ctr run --rm --runtime io.containerd.wasmbox-wasmer.v1 localhost/wasmbox/hello:latest "$1" >/dev/null; }
 runc_run() { ctr run --rm localhost/wasmbox/busybox:latest "$1" >/dev/null; }
 
 # --- start-up -------------------------------------------------------------------------------
 [ -z "$(ls -A "$work/cache" 2>/dev/null)" ] || { echo "bench: the cache is not empty before the first run" >&2; exit 1; }
 t=$(now_ns); wasm_run bench-wasm-first; wasm_first=$(ms_since "$t")
 t=$(now_ns); runc_run bench-runc-first; runc_first=$(ms_since "$t")
-wasm_times=() runc_times=()
+t=$(now_ns); wasmer_run bench-wasmer-first; wasmer_first=$(ms_since "$t")
+wasm_times=() runc_times=() wasmer_times=()
 for i in $(seq "$rounds"); do
   t=$(now_ns); wasm_run "bench-wasm-$i"; wasm_times+=("$(ms_since "$t")")
   t=$(now_ns); runc_run "bench-runc-$i"; runc_times+=("$(ms_since "$t")")
+  t=$(now_ns); wasmer_run "bench-wasmer-$i"; wasmer_times+=("$(ms_since "$t")")
 done
 read -r wasm_min wasm_med wasm_max < <(printf '%s\n' "${wasm_times[@]}" | stats)
 read -r runc_min runc_med runc_max < <(printf '%s\n' "${runc_times[@]}" | stats)
+read -r wasmer_min wasmer_med wasmer_max < <(printf '%s\n' "${wasmer_times[@]}" | stats)
 ratio=$(awk -v a="$wasm_med" -v b="$runc_med" 'BEGIN {printf "%.2f", a/b}')
+wasmer_ratio=$(awk -v a="$wasmer_med" -v b="$runc_med" 'BEGIN {printf "%.2f", a/b}')
 
 # Phases, from the lines the shim logs for each timed run (containerd's log): create (the create
 # helper: namespaces, mounts, cgroups, the module loaded in the container's init), load (mapping
 # or compiling the module, part of create), start, run (from the start to the init's exit, as the
 # shim sees it), delete. The rest is containerd, ctr, starting the shim and the exit reaching ctr.
-phase() { # phase NAME → stats over the timed rounds
-  grep -h -o -E "bench-wasm-[0-9]+: phase $1: [0-9.]+|instance=\"bench-wasm-[0-9]+\" msg=\"phase $1: [0-9.]+" \
+phase() { # phase NAME [RUNS] → stats over the timed rounds of RUNS (bench-wasm, bench-wasmer)
+  local runs=${2:-bench-wasm}
+  grep -h -o -E "$runs-[0-9]+: phase $1: [0-9.]+|instance=\"$runs-[0-9]+\" msg=\"phase $1: [0-9.]+" \
     "$work/containerd.log" | awk '{print $NF}' | stats
 }
 read -r create_min create_med create_max < <(phase create)
@@ -60,6 +66,10 @@ read -r start_min start_med start_max < <(phase start)
 read -r delete_min delete_med delete_max < <(phase delete)
 read -r run_min run_med run_max < <(phase run)
 first_load=$(grep -h -o -E 'instance="bench-wasm-first" msg="phase load: [0-9.]+' "$work/containerd.log" | awk '{print $NF}')
+read -r wasmer_create_min wasmer_create_med wasmer_create_max < <(phase create bench-wasmer)
+read -r wasmer_load_min wasmer_load_med wasmer_load_max < <(phase load bench-wasmer)
+read -r wasmer_run_min wasmer_run_med wasmer_run_max < <(phase run bench-wasmer)
+wasmer_first_load=$(grep -h -o -E 'instance="bench-wasmer-first" msg="phase load: [0-9.]+' "$work/containerd.log" | awk '{print $NF}')
 rest_med=$(awk -v t="$wasm_med" -v c="$create_med" -v s="$start_med" -v d="$delete_med" -v r="$run_med" \
   'BEGIN {printf "%.1f", t-c-s-d-r}')
 
@@ -67,6 +77,9 @@ rest_med=$(awk -v t="$wasm_med" -v c="$create_med" -v s="$start_med" -v d="$dele
 floor=$("$(dirname "$shim")/wasmbox-run" --repeat "$rounds" "$hello_wasm" 2>&1 >/dev/null | tail -n 1)
 compile_ms=$(sed -n 's/.*compile_ms=\([0-9.]*\).*/\1/p' <<<"$floor")
 run_ms=$(sed -n 's/.*run_median_ms=\([0-9.]*\).*/\1/p' <<<"$floor")
+wasmer_floor=$("$(dirname "$shim")/wasmbox-run" --engine wasmer --repeat "$rounds" "$hello_wasm" 2>&1 >/dev/null | tail -n 1)
+wasmer_compile_ms=$(sed -n 's/.*compile_ms=\([0-9.]*\).*/\1/p' <<<"$wasmer_floor")
+wasmer_run_ms=$(sed -n 's/.*run_median_ms=\([0-9.]*\).*/\1/p' <<<"$wasmer_floor")
 
 # --- the Python component -------------------------------------------------------------------
 py_run() { ctr run --rm --runtime io.containerd.wasmbox.v1 "localhost/wasmbox/$1:latest" "$2" >/dev/null; }
@@ -122,8 +135,9 @@ stats2() { sort -g | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[
 # The probe's code compiled into the cache first (the Python series emptied it): a container that
 # compiles keeps the compiler's heap, which is not what an idle container of a cached module costs.
 ctr run --rm --runtime io.containerd.wasmbox.v1 localhost/wasmbox/probe:latest bench-probe-warm /probe.wasm exit 0 >/dev/null
+ctr run --rm --runtime io.containerd.wasmbox-wasmer.v1 localhost/wasmbox/probe:latest bench-probe-warm-wasmer /probe.wasm exit 0 >/dev/null
 mem_data="$work/memory.dat"
-echo "# n wasm(pss min med max rss min med max procs) grouped(…) runc(…)" > "$mem_data"
+echo "# n wasm(pss min med max rss min med max procs) grouped(…) runc(…) wasmer(…)" > "$mem_data"
 mem_rows=""
 row() { # row LABEL "pss(min med max) rss(min med max) procs", for N=$n
   set -- "$1" $2
@@ -134,8 +148,10 @@ for n in $sizes; do
   grouped=$(mem_series group "$n" "--runtime io.containerd.wasmbox.v1 --annotation io.containerd.runc.v2.group=bench-$n" \
     localhost/wasmbox/probe:latest /probe.wasm sleep 600)
   runc=$(mem_series runc "$n" "" localhost/wasmbox/busybox:latest /bin/busybox sleep 600)
-  echo "$n $wasm $grouped $runc" >> "$mem_data"
+  wasmer=$(mem_series wasmer "$n" "--runtime io.containerd.wasmbox-wasmer.v1" localhost/wasmbox/probe:latest /probe.wasm sleep 600)
+  echo "$n $wasm $grouped $runc $wasmer" >> "$mem_data"
   mem_rows+="$(row "wasmbox, a shim per container" "$wasm")"$'\n'
+  mem_rows+="$(row "wasmbox on Wasmer, a shim per container" "$wasmer")"$'\n'
   mem_rows+="$(row "wasmbox, one shim for the group" "$grouped")"$'\n'
   mem_rows+="$(row "runc busybox \`sleep\`" "$runc")"$'\n'
 done
@@ -151,20 +167,22 @@ startup_data="$work/startup.dat"
 {
   echo "1 \"wasmbox hello\" $wasm_min $wasm_med $wasm_max"
   echo "2 \"runc busybox echo\" $runc_min $runc_med $runc_max"
+  echo "3 \"wasmbox hello on Wasmer\" $wasmer_min $wasmer_med $wasmer_max"
 } > "$startup_data"
 gnuplot <<GP
 set terminal svg size 640,360 font "sans,12" background "white"
 set output "$docs/bench-startup.svg"
 set title "ctr run --rm: median, min–max over $rounds interleaved rounds"
-set ylabel "ms"; set yrange [0:*]; set xrange [0.4:2.6]; set style fill solid 0.5; set boxwidth 0.5; unset key
-set xtics ("wasmbox hello" 1, "runc busybox echo" 2)
+set ylabel "ms"; set yrange [0:*]; set xrange [0.4:3.6]; set style fill solid 0.5; set boxwidth 0.5; unset key
+set xtics ("wasmbox hello" 1, "runc busybox echo" 2, "wasmbox hello on Wasmer" 3)
 plot "$startup_data" using 1:4 with boxes lc rgb "#4477aa", "" using 1:4:3:5 with yerrorbars lc rgb "black" pt 0
 set output "$docs/bench-memory.svg"
 set title "PSS per idle container: median, min–max over the containers"
 set xlabel "idle containers"; set ylabel "MiB"; set yrange [0:*]; set xrange [0:*]; set key top right; unset xtics; set xtics
 plot "$mem_data" using 1:3:2:4 with yerrorlines title "wasmbox, a shim per container", \
      "" using 1:10:9:11 with yerrorlines title "wasmbox, one shim per group", \
-     "" using 1:17:16:18 with yerrorlines title "runc busybox sleep"
+     "" using 1:17:16:18 with yerrorlines title "runc busybox sleep", \
+     "" using 1:24:23:25 with yerrorlines title "wasmbox on Wasmer, a shim per container"
 GP
 
 "$here/doc-section.sh" "$out" startup <<MD
@@ -187,6 +205,9 @@ the whole \`ctr run --rm\` command (create, start, wait, delete), as median (min
 | **ratio of the medians, wasmbox / runc** | **$ratio** |
 | first run of hello: cold, the cache empty (compiles the module, $first_load ms, and fills the cache) | $wasm_first |
 | first run of busybox (runc) | $runc_first |
+| \`ctr run --rm --runtime io.containerd.wasmbox-wasmer.v1\` hello (Wasmer) | $(echo "$wasmer_min $wasmer_med $wasmer_max" | spread) |
+| ratio of the medians, wasmbox on Wasmer / runc | $wasmer_ratio |
+| first run of hello on Wasmer: its cache entry empty (Wasmer compiles the module, $wasmer_first_load ms) | $wasmer_first |
 
 ### Where wasmbox's time goes
 
@@ -201,8 +222,13 @@ From the lines the shim logs for each timed run (\`phase NAME: MS\` in container
 | delete: the container's state, cgroups and mounts removed | $(echo "$delete_min $delete_med $delete_max" | spread) |
 | the rest of the median (containerd's create and delete, the snapshot, \`ctr\`, starting the shim process, the guest's exit reaching the shim and \`ctr\`) | $rest_med |
 
+On Wasmer (\`--runtime io.containerd.wasmbox-wasmer.v1\`), median (min–max): create $(echo "$wasmer_create_min $wasmer_create_med $wasmer_create_max" | spread) ms,
+of which load $(echo "$wasmer_load_min $wasmer_load_med $wasmer_load_max" | spread) ms (Wasmer copies the cached code into memory
+of its own, where wasmtime maps it), run $(echo "$wasmer_run_min $wasmer_run_med $wasmer_run_max" | spread) ms.
+
 In-process floor (\`wasmbox-run --repeat $rounds\`: the same engine and module in one process, no container):
 compiling the module takes $compile_ms ms; instantiating and running it, $run_ms ms (median of $rounds).
+On Wasmer (\`wasmbox-run --engine wasmer\`): compiling $wasmer_compile_ms ms, instantiating and running $wasmer_run_ms ms.
 
 ## Memory per idle container
 
@@ -237,4 +263,4 @@ before each first run. Later runs: median (min–max) of $py_rounds.
 | \`python\` (precompiled layer, trusted by this node) | $py_pre_first | $(echo "$py_pre_min $py_pre_med $py_pre_max" | spread) |
 | \`python-compiling\` (compiles on its first run, then maps from the cache) | $py_first | $(echo "$py_min $py_med $py_max" | spread) |
 MD
-echo "bench: wasmbox $wasm_med ms, runc $runc_med ms (ratio $ratio); memory at $biggest: $(tail -n 1 "$mem_data")"
+echo "bench: wasmbox $wasm_med ms, on Wasmer $wasmer_med ms, runc $runc_med ms (ratio $ratio, Wasmer $wasmer_ratio); memory at $biggest: $(tail -n 1 "$mem_data")"

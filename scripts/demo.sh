@@ -29,6 +29,7 @@ wasmbox=(--runtime io.containerd.wasmbox.v1)
 show "Rust, wasm32-wasip1 module" "${wasmbox[@]}" localhost/wasmbox/hello:latest demo-hello /hello-rust.wasm from a container
 show "Rust, wasm32-wasip2 component" "${wasmbox[@]}" --cwd / localhost/wasmbox/hello-component:latest demo-component
 show "WebAssembly text (.wat) module" "${wasmbox[@]}" localhost/wasmbox/hello-wat:latest demo-wat
+show "The same Rust module on Wasmer (the runtime io.containerd.wasmbox-wasmer.v1)" --runtime io.containerd.wasmbox-wasmer.v1 localhost/wasmbox/hello:latest demo-hello-wasmer /hello-rust.wasm on Wasmer
 show "Python component (componentize-py), precompiled image" "${wasmbox[@]}" localhost/wasmbox/python:latest demo-python /hello.wasm from a container
 show "JavaScript component (componentize-js); its first run compiles ~12 MB of Wasm" "${wasmbox[@]}" localhost/wasmbox/js:latest demo-js
 

@@ -100,8 +100,14 @@ fn apply_feature(config: &mut wasmtime::Config, feature: WasmFeature, on: bool) 
 }
 
 /// A [`Hasher`] that feeds SHA-256: unlike `DefaultHasher`, whose algorithm Rust does not
-/// promise, the same input gives the same key in every build.
-struct StableHasher(Sha256);
+/// promise, the same input gives the same key in every build (both engines' code keys use it).
+pub(crate) struct StableHasher(Sha256);
+
+impl StableHasher {
+    pub(crate) fn new() -> Self {
+        StableHasher(Sha256::new())
+    }
+}
 
 impl Hasher for StableHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -116,7 +122,7 @@ impl Hasher for StableHasher {
 
 fn engine_key(engine: &wasmtime::Engine) -> String {
     use std::hash::Hash;
-    let mut hasher = StableHasher(Sha256::new());
+    let mut hasher = StableHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.write(concat!("wasmbox ", env!("CARGO_PKG_VERSION")).as_bytes());
     format!("{:016x}", hasher.finish())

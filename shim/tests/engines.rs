@@ -233,7 +233,7 @@ fn the_memory_limit_holds_on_both() {
     }
     for (engine, run) in probe_on_both(&["--memory-limit", "67108864"], &["vec", "200"]) {
         assert_eq!(run.code, 134, "{engine}: {run:#?}");
-        assert!(run.stderr.contains("memory limit"), "{engine}: {run:#?}");
+        assert!(run.stderr.contains("the container's memory limit was hit"), "{engine}: {run:#?}");
     }
 }
 

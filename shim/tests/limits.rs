@@ -1,4 +1,4 @@
-//! End-to-end: cgroup limits, the in-engine memory limit, stopping, observing, annotations and isolation.
+//! End-to-end: cgroup limits, stopping, observing, annotations and isolation (the in-engine memory limit, on both engines: `engines.rs`).
 
 mod common;
 
@@ -159,28 +159,8 @@ fn task_metrics(id: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
-#[test]
-fn memory_grow_is_refused_at_the_containers_limit() {
-    let run = probe(&["--memory-limit", "67108864"], &["/probe.wasm", "alloc", "200"]);
-    assert_eq!(run.code, 2, "{run:#?}");
-    let got: u32 = run
-        .stdout
-        .trim()
-        .strip_prefix("memory.grow refused after ")
-        .and_then(|rest| rest.strip_suffix(" MiB"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{run:#?}"));
-    assert!(got > 8 && got < 64, "{run:#?}");
-    // without a limit the same guest grows as far as it asks
-    assert_eq!(probe(&[], &["/probe.wasm", "alloc", "200"]).stdout, "grew 200 MiB\n");
-}
-
-#[test]
-fn a_guest_that_traps_at_the_limit_is_told_so() {
-    let run = probe(&["--memory-limit", "67108864"], &["/probe.wasm", "vec", "200"]);
-    assert_eq!(run.code, 134, "{run:#?}");
-    assert!(run.stderr.contains("the container's memory limit was hit"), "{run:#?}");
-}
+// The memory limit in the engine (a refused `memory.grow`, a trap that says the limit was hit)
+// is checked on both engines by `engines.rs` `the_memory_limit_holds_on_both`.
 
 #[test]
 fn deadline_annotation_ends_a_runaway_guest() {

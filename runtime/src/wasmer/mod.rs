@@ -17,7 +17,6 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use sha2::{Digest, Sha256};
 use wasmer::sys::vm::{VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 use wasmer::sys::{BaseTunables, Cranelift, EngineBuilder, NativeEngineExt, Target, Tunables};
 use wasmer::{MemoryError, MemoryStyle, MemoryType, Module, Pages, TableStyle, TableType};
@@ -27,8 +26,9 @@ use crate::code::cache::{CacheKey, CodeCache};
 use crate::code::decode::{SourceKind, decode_with_kind};
 use crate::code::image::{self, sha256_digest};
 use crate::config::{Entrypoint, RunConfig};
+use crate::engine::StableHasher;
 use crate::engines::{Guest, GuestSource, WasmEngine, check_no_network, unsupported};
-use crate::error::{ExitStatus, FailureKind, RunError};
+use crate::error::{ExitStatus, RunError};
 use crate::node::PrecompiledPolicy;
 use crate::settings::{EngineKind, WasmFeature};
 
@@ -77,24 +77,10 @@ fn apply_feature(features: &mut wasmer::sys::Features, feature: WasmFeature, on:
     Ok(())
 }
 
-/// A [`Hasher`] that feeds SHA-256, so that the same engine gives the same key in every build.
-struct StableHasher(Sha256);
-
-impl Hasher for StableHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-
-    fn finish(&self) -> u64 {
-        let digest = self.0.clone().finalize();
-        u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
-    }
-}
-
 /// `wasmer-` and 16 hex digits of SHA-256 over what makes Wasmer's code fit this machine and
 /// these features (Wasmer checks the CPU features again when it loads code).
 fn engine_key(features: &wasmer::sys::Features) -> String {
-    let mut hasher = StableHasher(Sha256::new());
+    let mut hasher = StableHasher::new();
     let target = Target::default();
     for part in [
         format!("wasmer {} cranelift", wasmer_types::VERSION),
@@ -225,21 +211,9 @@ impl Guest for WasmerGuest {
     fn run(&self, entry: &Entrypoint, config: &RunConfig) -> Result<ExitStatus, RunError> {
         let mut engine = self.engine.clone();
         let tunables = LimitingTunables::new(config.memory_limit);
-        let limit = tunables.limit_pages;
         engine.set_tunables(tunables);
-        run::run(engine, &self.module, &self.origin, entry, config).map_err(|err| explain_memory_limit(err, limit))
+        run::run(engine, &self.module, &self.origin, entry, config)
     }
-}
-
-/// A trap of a guest whose memory cannot grow past the container's limit says so.
-fn explain_memory_limit(mut err: RunError, limit: Option<Pages>) -> RunError {
-    if let (FailureKind::Trap, Some(limit)) = (err.kind, limit) {
-        let bytes = u64::from(limit.0) * u64::from(wasmer::WASM_PAGE_SIZE as u32);
-        err.error = err
-            .error
-            .context(format!("its linear memory may not grow past the container's memory limit ({bytes} bytes)"));
-    }
-    err
 }
 
 /// Wasmer's tunables, with every linear memory's maximum lowered to the container's memory limit.

@@ -76,7 +76,8 @@ pub fn run(
             .map_err(|err| RunError::invalid(anyhow!("{origin}: cannot instantiate: {err}")))?;
     }
 
-    let outcome = call(&mut store, &instance, module, origin, entry, config);
+    let outcome = call(&mut store, &instance, module, origin, entry, config)
+        .map_err(|err| explain_memory_limit(err, &mut store, &instance, config.memory_limit));
     if let Some(wasi) = &wasi {
         let code = match &outcome {
             Ok(()) => 0,
@@ -107,6 +108,25 @@ fn preopened_file_system(tokio: &tokio::runtime::Handle, config: &RunConfig) -> 
             .map_err(|err| RunError::internal(anyhow!("preopening {}: {err}", preopen.guest)))?;
     }
     Ok(mounts)
+}
+
+/// How close to the container's memory limit a trapping guest's memory must be for the trap to be
+/// put down to the limit: a refused `memory.grow` leaves the guest's allocator without memory
+/// (Wasmer does not tell a refusal apart; wasmtime's [`crate::limits`] does).
+const NEAR_THE_LIMIT: u64 = 16 << 20;
+
+/// Says so in a trap's error when the guest's memory had reached the container's limit.
+fn explain_memory_limit(mut err: RunError, store: &mut Store, instance: &Instance, limit: Option<u64>) -> RunError {
+    let (FailureKind::Trap, Some(limit)) = (err.kind, limit) else { return err };
+    let Ok(memory) = instance.exports.get_memory("memory") else { return err };
+    let size = memory.view(&*store).data_size();
+    if size.saturating_add(NEAR_THE_LIMIT) >= limit {
+        err.error = anyhow!(
+            "{} (the container's memory limit was hit: the guest's linear memory is {size} bytes, the limit {limit})",
+            err.error
+        );
+    }
+    err
 }
 
 /// Closes the guest's files and ends its WASI process.
