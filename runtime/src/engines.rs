@@ -1,7 +1,8 @@
 //! The engine boundary: what the shim and the CLI need from a WebAssembly engine, with wasmtime
 //! and Wasmer behind it.
 //!
-//! An engine is made for one workload ([`engine_for`]: its kind, its `wasmbox.io/wasm-features`);
+//! An engine is made for one workload ([`crate::select::engine_for`]: its kind, its
+//! `wasmbox.io/wasm-features`);
 //! it loads the workload's guest through the node's code cache ([`WasmEngine::load`]: compiled
 //! on the node, or mapped from code the node compiled before; image code only on wasmtime and only
 //! when the node trusts it); the loaded [`Guest`] runs its entry point with the container's
@@ -18,8 +19,7 @@
 //! | `wasmbox.io/network` | `none`, `all`, networks | `none` only |
 //!
 //! ```no_run
-//! use wasmbox_runtime::engines::{GuestSource, engine_for};
-//! use wasmbox_runtime::{EngineKind, PrecompiledPolicy, RunConfig};
+//! use wasmbox_runtime::{EngineKind, GuestSource, PrecompiledPolicy, RunConfig, engine_for};
 //! # fn main() -> anyhow::Result<()> {
 //! let engine = engine_for(EngineKind::Wasmer, &[])?;
 //! let config = RunConfig::new(vec!["/hello.wasm".into()]);
@@ -92,24 +92,6 @@ pub trait Guest: Send + Sync {
     fn run(&self, entry: &Entrypoint, config: &RunConfig) -> Result<ExitStatus, RunError>;
 }
 
-/// The engine `kind`, with these WebAssembly features switched on or off.
-pub fn engine_for(kind: EngineKind, features: &[(WasmFeature, bool)]) -> anyhow::Result<Box<dyn WasmEngine>> {
-    match kind {
-        EngineKind::Wasmtime => Ok(Box::new(Wasmtime { engine: Arc::new(Engine::with_features(features)?) })),
-        EngineKind::Wasmer => wasmer_engine(features),
-    }
-}
-
-#[cfg(feature = "wasmer")]
-fn wasmer_engine(features: &[(WasmFeature, bool)]) -> anyhow::Result<Box<dyn WasmEngine>> {
-    Ok(Box::new(crate::wasmer::WasmerEngine::with_features(features)?))
-}
-
-#[cfg(not(feature = "wasmer"))]
-fn wasmer_engine(_: &[(WasmFeature, bool)]) -> anyhow::Result<Box<dyn WasmEngine>> {
-    anyhow::bail!("this build of wasmbox has no Wasmer engine (it was built without the `wasmer` feature)")
-}
-
 /// The engines of this build that can run guests of this kind.
 pub fn engines_for(kind: SourceKind) -> Vec<EngineKind> {
     match kind {
@@ -128,8 +110,15 @@ pub fn unsupported(engine: EngineKind, what: &str) -> RunError {
 }
 
 /// wasmtime behind the boundary: [`crate::engine`], [`crate::code`] and [`crate::run`].
-struct Wasmtime {
+pub struct Wasmtime {
     engine: Arc<Engine>,
+}
+
+impl Wasmtime {
+    /// wasmtime with these WebAssembly features switched on or off.
+    pub fn with_features(features: &[(WasmFeature, bool)]) -> anyhow::Result<Self> {
+        Ok(Wasmtime { engine: Arc::new(Engine::with_features(features)?) })
+    }
 }
 
 /// A guest loaded by wasmtime.

@@ -27,8 +27,9 @@
 //! - [`invoke`]: calling named exports with arguments given as text (`file.wasm#add 6 27`);
 //! - [`http`]: serving a `wasi:http/incoming-handler` component, like `wasmtime serve`;
 //! - [`run`]: instantiating a program and calling its entry point;
-//! - [`wasmer`] (feature `wasmer`, on by default): the Wasmer engine, WASI preview 1 modules only;
-//! - [`engines`]: the engine boundary the shim and the CLI use, wasmtime and Wasmer behind it;
+//! - [`engines`]: the engine boundary the shim and the CLI use, and wasmtime behind it;
+//! - [`wasmer`] (feature `wasmer`, on by default): the Wasmer engine behind it, WASI preview 1 modules only;
+//! - [`select`]: making a workload's engine of the kind it chose;
 //! - [`signals`]: SIGTERM, SIGINT and SIGHUP for a guest that is PID 1 of its PID namespace.
 
 pub mod code;
@@ -42,6 +43,7 @@ pub mod jshost;
 pub mod limits;
 pub mod node;
 pub mod run;
+pub mod select;
 pub mod settings;
 pub mod signals;
 pub mod wasi;
@@ -52,8 +54,9 @@ pub use code::image::ArtifactLayer;
 pub use code::{CodeOrigin, Loader, Program, ProgramKind};
 pub use config::{Entrypoint, RunConfig};
 pub use engine::Engine;
-pub use engines::{Guest, GuestSource, WasmEngine, engine_for};
+pub use engines::{Guest, GuestSource, WasmEngine};
 pub use error::{ExitStatus, FailureKind, RunError};
 pub use node::{NodeSettings, PrecompiledPolicy};
 pub use run::run;
+pub use select::engine_for;
 pub use settings::{EngineKind, WorkloadSettings};
