@@ -57,6 +57,11 @@ fn an_idle_wasm_container_is_its_init_and_its_shim() {
         .filter(|target| target.starts_with(&cache))
         .collect();
     assert!(held.is_empty(), "the shim holds {held:?}");
+    // Nor a connection to containerd's gRPC API: the create read the image's layers and labels
+    // through one, dropped once read (the event publisher's ttrpc connection stays).
+    let grpc = common::hygiene::clients_of(&containerd().socket());
+    let shim_tag = format!("pid={shim},");
+    assert!(!grpc.iter().any(|users| users.contains(&shim_tag)), "the idle shim {shim} holds {grpc:?}");
     assert_eq!(stop(&id), 137);
     containerd().assert_no_leftovers(&id);
 }

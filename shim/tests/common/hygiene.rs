@@ -110,9 +110,20 @@ fn leads_to(path: &str, root: (u64, u64)) -> bool {
 }
 
 struct UnixSocket {
+    /// The socket's path, `*` when it has none (the connecting end).
+    local: String,
     inode: u64,
     peer: u64,
     users: String,
+}
+
+/// The processes (`ss`'s `users:(…)` text) holding the far end of each connection accepted on
+/// the Unix socket at `path`.
+pub fn clients_of(path: &Path) -> Vec<String> {
+    let sockets = unix_sockets();
+    let path = path.display().to_string();
+    let served: Vec<u64> = sockets.iter().filter(|s| s.local == path).map(|s| s.peer).filter(|p| *p != 0).collect();
+    sockets.into_iter().filter(|s| served.contains(&s.inode)).map(|s| s.users).collect()
 }
 
 /// Every Unix socket of the node with its peer and the processes holding it (`ss -xap`).
@@ -127,7 +138,12 @@ fn unix_sockets() -> Vec<UnixSocket> {
             // Netid State Recv-Q Send-Q Local-Address Port Peer-Address Port [Process]
             let inode = fields.get(5)?.parse().ok()?;
             let peer = fields.get(7)?.parse().unwrap_or(0);
-            Some(UnixSocket { inode, peer, users: fields.get(8..).map(|rest| rest.join(" ")).unwrap_or_default() })
+            Some(UnixSocket {
+                local: fields.get(4)?.to_string(),
+                inode,
+                peer,
+                users: fields.get(8..).map(|rest| rest.join(" ")).unwrap_or_default(),
+            })
         })
         .collect()
 }

@@ -18,7 +18,6 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::WaitStatus;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
 
 use super::container::{Container, RELAYED_STDIN_FD, serve_create_request};
 use super::stdin_relay;
@@ -68,8 +67,6 @@ impl<P: Compiler> OciClient for EngineOciClient<P> {
         self.client.container_labels(id).await
     }
 }
-
-static OCI_CLIENT: OnceCell<Box<dyn OciClient + Send + Sync + 'static>> = OnceCell::const_new();
 
 /// What the shim sends its create helper (wasmbox addition, see `container.rs`).
 #[derive(Serialize, Deserialize)]
@@ -168,21 +165,18 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         )
         .map_err(SandboxError::InvalidArgument)?;
 
-        let oci_client = OCI_CLIENT
-            .get_or_try_init(|| async {
-                let client =
-                    containerd::Client::connect(&cfg.containerd_address, &cfg.namespace).await?;
-                let precompiler = S::compiler().await;
-                let supported_layer_types = S::supported_layers_types();
-                let name = S::name();
-                Result::<_, SandboxError>::Ok(Box::new(EngineOciClient {
-                    client,
-                    precompiler,
-                    supported_layer_types,
-                    name,
-                }) as _)
+        // wasmbox: a client of containerd's gRPC API for this create only, dropped once the
+        // modules and labels are read: a shim (one per container unless they are grouped) held
+        // a connection to containerd, its buffers and its tasks, for its whole life.
+        let oci_client: Box<dyn OciClient + Send + Sync + 'static> = {
+            let client = containerd::Client::connect(&cfg.containerd_address, &cfg.namespace).await?;
+            Box::new(EngineOciClient {
+                client,
+                precompiler: S::compiler().await,
+                supported_layer_types: S::supported_layers_types(),
+                name: S::name(),
             })
-            .await?;
+        };
 
         // check if container is OCI image with wasm layers and attempt to read the module
         let modules = oci_client
@@ -198,6 +192,7 @@ impl<S: Shim> SandboxInstance for Instance<S> {
             log::warn!("Error reading the labels of container {id}: {e}");
             HashMap::new()
         });
+        drop(oci_client);
 
         // wasmbox: a create helper (the shim binary exec'd afresh) creates the container; see
         // `container.rs`. The init it forks is a child of this process.
