@@ -62,7 +62,7 @@ SMOKE_CRI := wasm_oci_artifacts pods_run_wasm
 
 # wasmbox's own crates; the vendored ones keep the formatting and lints they were published with.
 CRATES   := -p wasmbox-runtime -p wasmbox-oci -p wasmbox-shim -p wasmbox-cri-tests
-VENDORED := --exclude libcontainer --exclude containerd-shimkit --exclude containerd-shim-wasm
+VENDORED := --exclude libcontainer --exclude libcgroups --exclude containerd-shimkit --exclude containerd-shim-wasm
 
 test: deps images ## formatting, lints, unit and end-to-end tests through real containerds (needs root)
 	cargo fmt --check $(CRATES)
@@ -76,6 +76,7 @@ test: deps images ## formatting, lints, unit and end-to-end tests through real c
 	@# The vendored crates' own tests of the modules wasmbox patches (their other tests need a
 	@# tty, user namespaces or a containerd of their own).
 	cargo test --release -p libcontainer --lib -- process:: rootfs:: container::
+	cargo test --release -p libcgroups --lib -- v1::controller::
 	cargo test --release -p containerd-shimkit -p containerd-shim-wasm --lib
 
 test-matrix: deps images ## the ctr, CRI and Docker suites on containerd 1.6 (the host's), 1.7 and 2.1
