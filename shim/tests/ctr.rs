@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Containerd, Run, containerd, unique_id};
+use std::process::Command;
+
+use common::{Containerd, Run, binary, containerd, unique_id};
 
 fn assert_ok(run: &Run) {
     assert_eq!(run.code, 0, "expected exit 0: {run:#?}");
@@ -261,6 +263,47 @@ fn a_shim_without_its_wasmbox_oci_says_what_is_missing() {
     assert!(run.stderr.contains(&expected), "{run:#?}");
     c.assert_no_leftovers(&id);
     c.stop();
+}
+
+/// The shim binary run by hand: help, its version, a bad flag and a missing containerd each get
+/// an answer of their own, never a panic.
+#[test]
+fn the_shim_binary_run_by_hand_answers_clearly() {
+    let shim = binary("containerd-shim-wasmbox-v1");
+    let run = |args: &[&str]| {
+        let output = Command::new(&shim)
+            .args(args)
+            .env_remove("TTRPC_ADDRESS")
+            .env_remove("GRPC_ADDRESS")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("running the shim binary");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+    for help in ["-h", "-help", "--help"] {
+        let (code, stdout, stderr) = run(&[help]);
+        assert_eq!(code, Some(0), "{help}: {stderr}");
+        assert!(stdout.contains("containerd runs this shim") && stdout.contains("-namespace"), "{help}: {stdout}");
+    }
+    let (code, stdout, _) = run(&["-v"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("Runtime: wasmbox"), "{stdout}");
+    for (args, cause) in [
+        (&["--version"][..], "flag provided but not defined: -version"),
+        (&["-bogus"][..], "flag provided but not defined: -bogus"),
+        (&["-namespace"][..], "flag needs an argument: -namespace"),
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(cause) && stderr.contains("-h"), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = run(&["-namespace", "default", "-id", "x", "start"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("TTRPC_ADDRESS is not set"), "{stderr}");
 }
 
 #[test]

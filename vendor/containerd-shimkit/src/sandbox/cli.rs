@@ -205,10 +205,30 @@ where
 {
     // parse the version flag
     let os_args: Vec<_> = std::env::args_os().collect();
-
-    let flags = parse(&os_args[1..]).unwrap();
-    let argv0 = PathBuf::from(&os_args[0]);
+    let argv0 = PathBuf::from(os_args.first().cloned().unwrap_or_default());
     let argv0 = argv0.file_stem().unwrap_or_default().to_string_lossy();
+
+    // wasmbox: run by hand, the shim answers help, a bad flag and a missing containerd in a
+    // line of its own (it panicked on any flag it did not know, `-h` included).
+    let args = os_args.get(1..).unwrap_or_default();
+    if args
+        .iter()
+        .any(|arg| matches!(arg.to_str(), Some("-h" | "-help" | "--help")))
+    {
+        print!("{}", usage(&argv0));
+        std::process::exit(0);
+    }
+    let flags = match parse(args) {
+        Ok(flags) => flags,
+        Err(err) => {
+            let cause = match err {
+                containerd_shim::Error::InvalidArgument(cause) => cause,
+                other => other.to_string(),
+            };
+            eprintln!("{argv0}: {cause}; see {argv0} -h");
+            std::process::exit(2);
+        }
+    };
 
     if flags.version {
         println!("{argv0}:");
@@ -238,6 +258,19 @@ where
             .write_all(&bytes)
             .expect("failed to write RuntimeInfo");
         return;
+    }
+
+    // wasmbox: what containerd always gives the shim, named when it is missing.
+    if std::env::var_os("TTRPC_ADDRESS").is_none() {
+        eprintln!(
+            "{argv0}: TTRPC_ADDRESS is not set: containerd runs this shim (runtime {}); see {argv0} -h",
+            runtime_name(&argv0)
+        );
+        std::process::exit(1);
+    }
+    if flags.namespace.is_empty() {
+        eprintln!("{argv0}: -namespace is required; see {argv0} -h");
+        std::process::exit(2);
     }
 
     #[cfg(feature = "opentelemetry")]
@@ -288,4 +321,47 @@ where
     }
 
     run::<Shim<I>>(name, config);
+}
+
+/// The containerd runtime name of the shim binary `argv0` (`containerd-shim-wasmbox-v1` is
+/// `io.containerd.wasmbox.v1`), as containerd derives the binary's name from it.
+fn runtime_name(argv0: &str) -> String {
+    let name = argv0.strip_prefix("containerd-shim-").unwrap_or(argv0);
+    match name.rsplit_once('-') {
+        Some((name, version)) => format!("io.containerd.{name}.{version}"),
+        None => format!("io.containerd.{name}"),
+    }
+}
+
+/// The help of the shim binary `argv0`.
+fn usage(argv0: &str) -> String {
+    let runtime = runtime_name(argv0);
+    format!(
+        "{argv0}: a containerd shim (runtime {runtime}).
+
+containerd runs this shim; it is not a command to run by hand. To run a container with it:
+  ctr run --runtime {runtime} IMAGE ID [ARGS...]
+
+As containerd calls it (with TTRPC_ADDRESS and GRPC_ADDRESS in its environment):
+  {argv0} -namespace NS -id ID -address SOCKET [-publish-binary PATH] [-bundle DIR] [-debug] start|delete
+  {argv0} -namespace NS -id ID -address SOCKET [-debug]    serve (started by `start`)
+
+Other flags:
+  -v      print the version
+  -info   print the runtime's information (a protobuf message, for containerd)
+  -h      print this help
+"
+    )
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_name_comes_from_the_binary_name() {
+        assert_eq!(runtime_name("containerd-shim-wasmbox-v1"), "io.containerd.wasmbox.v1");
+        assert_eq!(runtime_name("containerd-shim-wasmbox-wasmer-v1"), "io.containerd.wasmbox-wasmer.v1");
+        assert!(usage("containerd-shim-wasmbox-v1").contains("ctr run --runtime io.containerd.wasmbox.v1"));
+    }
 }

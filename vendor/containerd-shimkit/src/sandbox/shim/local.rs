@@ -589,6 +589,8 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
         tracing::Span::current().set_parent(extract_context(&_ctx.metadata));
 
         if self.is_empty().block_on() {
+            // The shim's working directory is its bundle, whose `address` file names its socket.
+            unlink_socket_named_in(Path::new("address"));
             let _ = self.exit.set(());
         }
         Ok(Empty::new())
@@ -632,5 +634,21 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
                 .to_string(),
         )
         .into())
+    }
+}
+
+/// Unlinks the socket that the file `address_file` names (`unix:///run/containerd/s/…`), if it is
+/// a socket. A shim that is about to exit does it before it answers `Shutdown`: containerd runs
+/// the shim binary's `delete` as soon as it has the answer, and that cleanup waits until the socket
+/// is gone or no longer served (see wasmbox's `cleanup.rs`), which took up to one 10 ms poll of every
+/// `ctr run --rm` when the socket outlived the answer. The connections already made are served on.
+pub(crate) fn unlink_socket_named_in(address_file: &Path) {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Ok(address) = std::fs::read_to_string(address_file) else { return };
+    let Some(path) = address.trim().strip_prefix("unix://") else { return };
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
+        if let Err(err) = std::fs::remove_file(path) {
+            log::warn!("removing the shim's socket {path}: {err}");
+        }
     }
 }

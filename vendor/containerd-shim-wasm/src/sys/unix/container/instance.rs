@@ -19,7 +19,7 @@ use nix::sys::wait::WaitStatus;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
-use super::container::{Container, RELAYED_STDIN_FD, serve_create_request};
+use super::container::{Container, PendingCreate, RELAYED_STDIN_FD, serve_create_request};
 use super::stdin_relay;
 pub(crate) use super::container::CREATE_HELPER_ARG;
 use crate::containerd;
@@ -127,7 +127,7 @@ fn create_container<S: Shim>(request: CreateRequest) -> anyhow::Result<YoukiCont
 
     if request_relayed_stdin {
         // SAFETY: the shim put the relay's read end at this number for this process (see
-        // `Container::create`); nothing else in the helper owns it.
+        // `PendingCreate::spawn`); nothing else in the helper owns it.
         builder = builder.with_stdin(unsafe { OwnedFd::from_raw_fd(RELAYED_STDIN_FD) });
     } else if let Ok(f) = cfg.open_stdin() {
         builder = builder.with_stdin(f);
@@ -165,6 +165,22 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         )
         .map_err(SandboxError::InvalidArgument)?;
 
+        let started = std::time::Instant::now();
+        // wasmbox: a create helper (the shim binary exec'd afresh) creates the container; see
+        // `container.rs`. The init it forks is a child of this process.
+        // wasmbox: the container's stdin comes through a pipe the shim feeds from the FIFO, so
+        // that the container sees the end of its input (see `stdin_relay`).
+        let stdin = if cfg.stdin.as_os_str().is_empty() {
+            None
+        } else {
+            Some(stdin_relay::start(&cfg.stdin, &id).map_err(|err| SandboxError::Others(format!("{err:#}")))?)
+        };
+        let relayed_stdin = stdin.is_some();
+        let helper = S::create_helper().map_err(|err| SandboxError::Others(format!("{err:#}")))?;
+        // The helper execs and starts while the image is read from containerd; it waits for its
+        // request (dropped on an error below, it is killed).
+        let pending = PendingCreate::spawn(&helper, &id, stdin).map_err(|err| SandboxError::Others(format!("{err:#}")))?;
+
         // wasmbox: a client of containerd's gRPC API for this create only, dropped once the
         // modules and labels are read: a shim (one per container unless they are grouped) held
         // a connection to containerd, its buffers and its tasks, for its whole life.
@@ -179,45 +195,32 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         };
 
         // check if container is OCI image with wasm layers and attempt to read the module
-        let modules = oci_client
-            .load_modules(&id)
-            .await
-            .unwrap_or_else(|e| {
-                log::warn!("Error obtaining wasm layers for container {id}.  Will attempt to use files inside container image. Error: {e}");
-                vec![]
-            });
-
-        // wasmbox addition: the engine reads settings from them (image config labels included).
-        let container_labels = oci_client.container_labels(&id).await.unwrap_or_else(|e| {
+        // wasmbox: the labels (the engine reads settings from them, image config labels
+        // included) are read at the same time, on the same connection.
+        let (modules, container_labels) = futures::join!(oci_client.load_modules(&id), oci_client.container_labels(&id));
+        let modules = modules.unwrap_or_else(|e| {
+            log::warn!("Error obtaining wasm layers for container {id}.  Will attempt to use files inside container image. Error: {e}");
+            vec![]
+        });
+        let container_labels = container_labels.unwrap_or_else(|e| {
             log::warn!("Error reading the labels of container {id}: {e}");
             HashMap::new()
         });
         drop(oci_client);
 
-        // wasmbox: a create helper (the shim binary exec'd afresh) creates the container; see
-        // `container.rs`. The init it forks is a child of this process.
-        // wasmbox: the container's stdin comes through a pipe the shim feeds from the FIFO, so
-        // that the container sees the end of its input (see `stdin_relay`).
-        let stdin = if cfg.stdin.as_os_str().is_empty() {
-            None
-        } else {
-            Some(stdin_relay::start(&cfg.stdin, &id).map_err(|err| SandboxError::Others(format!("{err:#}")))?)
-        };
         let request = CreateRequest {
             id: id.clone(),
             cfg: cfg.clone(),
             modules,
             container_labels,
             log_level: log::max_level().to_string(),
-            relayed_stdin: stdin.is_some(),
+            relayed_stdin,
         };
-        let helper = S::create_helper().map_err(|err| SandboxError::Others(format!("{err:#}")))?;
-        let helper_id = id.clone();
-        let started = std::time::Instant::now();
-        let container = tokio::task::spawn_blocking(move || Container::create(&helper, &helper_id, &request, stdin))
+        let container = tokio::task::spawn_blocking(move || pending.finish(&request))
             .await
             .map_err(|err| SandboxError::Others(format!("the create helper's thread: {err}")))??;
-        // wasmbox: the phases of a container's life, for `make bench`.
+        // wasmbox: the phases of a container's life, for `make bench` (create: from the helper's
+        // exec, with the image read from containerd meanwhile, to the helper's reply).
         log::info!("{id}: phase create: {:.2} ms", started.elapsed().as_secs_f64() * 1e3);
         // wasmbox: the create's buffers (the request, the modules, the spec) are freed; give the
         // pages back, the shim lives as long as its containers.

@@ -573,3 +573,26 @@ fn test_empty_and_path_runtime_options() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn an_exiting_shim_unlinks_the_socket_its_address_file_names() -> anyhow::Result<()> {
+    let dir = tempdir()?;
+    let socket = dir.path().join("shim.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket)?;
+    let address = dir.path().join("address");
+    std::fs::write(&address, format!("unix://{}", socket.display()))?;
+    unlink_socket_named_in(&address);
+    assert!(!socket.exists(), "the socket is still there");
+
+    // Anything but a socket stays, and a missing or malformed address file changes nothing.
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, "")?;
+    std::fs::write(&address, format!("unix://{}", file.display()))?;
+    unlink_socket_named_in(&address);
+    assert!(file.exists());
+    std::fs::write(&address, file.display().to_string())?;
+    unlink_socket_named_in(&address);
+    unlink_socket_named_in(&dir.path().join("missing"));
+    assert!(file.exists());
+    Ok(())
+}
