@@ -215,7 +215,7 @@ From the lines the shim logs for each timed run (\`phase NAME: MS\` in container
 
 | phase | ms |
 |---|---|
-| create: the shim execs \`wasmbox-oci\` as its create helper, which has libcontainer make the container (namespaces, mounts, cgroups) and the container's init load the module | $(echo "$create_min $create_med $create_max" | spread) |
+| create: the shim execs \`wasmbox-oci\` as its create helper (and reads the image's layers and labels from containerd meanwhile), which has libcontainer make the container (namespaces, mounts, cgroups) and the container's init load the module | $(echo "$create_min $create_med $create_max" | spread) |
 | … of which load: the module's compiled code mapped from the node's cache | $(echo "$load_min $load_med $load_max" | spread) |
 | start: the init told to run the guest | $(echo "$start_min $start_med $start_max" | spread) |
 | run: from the start to the init's exit, as the shim sees it (the guest instantiated with its WASI context, its \`_start\`, the process's end) | $(echo "$run_min $run_med $run_max" | spread) |

@@ -116,29 +116,57 @@ fn an_idle_container_keeps_little_of_its_binaries_mapped() {
     );
 }
 
-/// Context switches of every thread of process `pid` so far.
-fn context_switches(pid: u32) -> u64 {
-    thread_files(pid, "status")
-        .iter()
-        .flat_map(|status| status.lines().filter(|l| l.contains("ctxt_switches:")))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-        .sum()
+/// Context switches of each thread of process `pid` so far, by thread id.
+fn context_switches(pid: u32) -> std::collections::HashMap<String, u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("listing the process's threads");
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+            Some((task.file_name().to_string_lossy().into_owned(), switches))
+        })
+        .collect()
+}
+
+/// Context switches between two samples of [`context_switches`], of the threads in both (a
+/// thread that ended meanwhile, such as the events client's, is not counted).
+fn woke_between(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> u64 {
+    after.iter().filter_map(|(tid, n)| Some(n.saturating_sub(*before.get(tid)?))).sum()
 }
 
 /// An idle container's shim and init sleep: a thousand idle containers must not keep a node's
 /// cores busy. (ttrpc's client polled its connection to containerd every 10 ms: about 100 wake-ups
-/// a second in every shim.)
+/// a second in every shim.) On a containerd of its own: another test's `ctr tasks ls` asks every
+/// shim of its namespace for its state, which wakes it.
 #[test]
 fn an_idle_containers_processes_sleep() {
-    let (id, init, shim) = idle_probe("asleep");
-    // Past the start: containerd and the shim exchange a few messages after the task starts.
+    let c = common::Containerd::start("asleep", &[]);
+    let id = unique_id("asleep");
+    c.start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
+    let (init, status) = c.task(&id).unwrap_or_else(|| panic!("task {id} is not listed"));
+    assert_eq!(status, "RUNNING", "task {id}");
+    let shims = c.shim_pids(&id);
+    assert_eq!(shims.len(), 1, "shims with -id {id}: {shims:?}");
+    let shim = shims[0];
+    // Past the start: containerd and the shim exchange a few messages after the task starts, and
+    // the shim's events connection goes a second after its last event.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let before = (context_switches(shim), context_switches(init));
     std::thread::sleep(std::time::Duration::from_secs(3));
     let after = (context_switches(shim), context_switches(init));
-    let woke = (after.0 - before.0, after.1 - before.1);
-    assert_eq!(stop(&id), 137);
-    containerd().assert_no_leftovers(&id);
+    let woke = (woke_between(&before.0, &after.0), woke_between(&before.1, &after.1));
+    assert!(c.ctr_output(&["tasks", "kill", "-s", "SIGKILL", &id]).status.success());
+    assert_eq!(c.wait_stopped(&id), 137);
+    c.assert_no_leftovers(&id);
+    c.stop();
     eprintln!("wake-ups in 3 idle seconds: shim {}, init {}", woke.0, woke.1);
     assert!(woke.0 <= 30 && woke.1 <= 30, "wake-ups in 3 idle seconds: shim {}, init {}", woke.0, woke.1);
 }
@@ -250,4 +278,47 @@ fn a_group_shares_one_shim_and_outlives_a_guest_crash_and_an_oom_kill() {
     for id in ids.iter().chain([&oom]) {
         c.assert_no_leftovers(id);
     }
+}
+
+/// An idle shim lets its connection to containerd's ttrpc API go (its events client is dropped a
+/// second after its last event) and keeps few threads: 14 to 17 before (two tokio workers, five
+/// ttrpc workers, the events client's two, stacks of ended threads kept by glibc).
+#[test]
+fn an_idle_shim_lets_its_events_connection_go_and_keeps_few_threads() {
+    let (id, _init, shim) = idle_probe("quiet");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let ttrpc = Path::new(&format!("{}.ttrpc", containerd().socket().display())).to_owned();
+    let clients = common::hygiene::clients_of(&ttrpc);
+    let names = thread_files(shim, "comm");
+    assert_eq!(stop(&id), 137);
+    containerd().assert_no_leftovers(&id);
+    let shim_tag = format!("pid={shim},");
+    assert!(!clients.iter().any(|users| users.contains(&shim_tag)), "the idle shim {shim} holds {clients:?}");
+    assert!(names.len() <= 12, "threads of the idle shim: {}", names.join(" ").replace('\n', ""));
+}
+
+/// The exit of a guest that ends after its shim went quiet (its events connection dropped) still
+/// reaches containerd, through a new connection: `ctr run` waits for that event.
+#[test]
+fn a_guest_that_ends_after_its_shim_went_quiet_reports_its_exit() {
+    let c = containerd();
+    let id = unique_id("late-exit");
+    let mut ctr = c.ctr();
+    ctr.args(["run", "--rm", "--fifo-dir"]).arg(c.fifo_dir()).args(["--runtime", common::WASMBOX]);
+    ctr.arg(c.image("probe")).arg(&id).args(["/probe.wasm", "sleep", "2.5"]);
+    let mut run = ctr.stdout(std::process::Stdio::null()).spawn().expect("running ctr run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("waiting for ctr run") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("ctr run of a 2.5 s guest did not end in 30 s: its exit event was lost");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "ctr run: {status}");
+    c.assert_no_leftovers(&id);
 }

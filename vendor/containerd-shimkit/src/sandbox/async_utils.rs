@@ -12,7 +12,10 @@ use tokio::time::timeout;
 // It is a current_thread runtime so that it doesn't spawn new threads.
 // It is thread local as different threads might want to run futures concurrently.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    // wasmbox: a thread of the blocking pool (a create's helper, a start's release of code)
+    // ends 1 s after its last work instead of 10: an idle shim kept it.
     tokio::runtime::Builder::new_multi_thread()
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .enable_all()
         .build()
         .unwrap()

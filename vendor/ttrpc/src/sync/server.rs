@@ -38,9 +38,12 @@ use crate::{MethodHandler, TtrpcContext};
 // poll_queue will create WAIT_THREAD_COUNT_DEFAULT threads in begin.
 // If wait thread count < WAIT_THREAD_COUNT_MIN, create number to WAIT_THREAD_COUNT_DEFAULT.
 // If wait thread count > WAIT_THREAD_COUNT_MAX, wait thread will quit to WAIT_THREAD_COUNT_DEFAULT.
-const DEFAULT_WAIT_THREAD_COUNT_DEFAULT: usize = 3;
+// wasmbox: 2 and 3 instead of 3 and 5. A shim's connection from containerd sees a request at a
+// time, and at most a long `Wait` beside it; `MIN` keeps a thread waiting whatever runs, but
+// every idle shim kept five threads (about 12 KiB each) waiting on its connection.
+const DEFAULT_WAIT_THREAD_COUNT_DEFAULT: usize = 2;
 const DEFAULT_WAIT_THREAD_COUNT_MIN: usize = 1;
-const DEFAULT_WAIT_THREAD_COUNT_MAX: usize = 5;
+const DEFAULT_WAIT_THREAD_COUNT_MAX: usize = 3;
 const DEFAULT_ACCEPT_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 type MessageSender = Sender<(MessageHeader, Vec<u8>)>;

@@ -481,7 +481,8 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
         #[cfg(feature = "opentelemetry")]
         tracing::Span::current().set_parent(extract_context(&_ctx.metadata));
 
-        Ok(self.task_create(req).block_on()?)
+        // wasmbox: on a thread of its own (see `on_own_thread`).
+        Ok(on_own_thread("create", || self.task_create(req).block_on())??)
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
@@ -646,9 +647,24 @@ pub(crate) fn unlink_socket_named_in(address_file: &Path) {
     use std::os::unix::fs::FileTypeExt as _;
     let Ok(address) = std::fs::read_to_string(address_file) else { return };
     let Some(path) = address.trim().strip_prefix("unix://") else { return };
-    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
-        if let Err(err) = std::fs::remove_file(path) {
-            log::warn!("removing the shim's socket {path}: {err}");
-        }
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
+        && let Err(err) = std::fs::remove_file(path)
+    {
+        log::warn!("removing the shim's socket {path}: {err}");
     }
+}
+
+/// Runs `work` on a thread of its own, named `name`, and returns its result.
+///
+/// wasmbox: creating a container runs deep futures (containerd's gRPC client, the spec): about
+/// 100 KiB of stack, which the ttrpc worker thread that ran it kept dirty, for nothing, for the
+/// shim's life (measured on idle shims); a thread of its own takes its stack with it when it ends.
+pub(crate) fn on_own_thread<R: Send>(name: &str, work: impl FnOnce() -> R + Send) -> Result<R> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn_scoped(scope, work)
+            .map_err(|err| Error::Others(format!("starting a thread to {name} the container: {err}")))?;
+        Ok(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
