@@ -35,6 +35,22 @@ image wordcount       "$p1/wordcount.wasm" --cmd /in/input.txt --cmd /out/report
 # The same guests as CNCF Wasm OCI artifacts (run through CRI on containerd 1.6).
 image hello-artifact  "$p1/hello-rust.wasm" --layout artifact
 image hello-component-artifact "$p2/hello-component.wasm" --layout artifact
+# The test guest as an artifact of 16 MiB (a custom section of padding, which engines skip): a
+# test checks that an idle container keeps none of its image's Wasm bytes.
+python3 - "$p1/probe.wasm" "$target/probe-big.wasm" <<'PY'
+import sys
+name = b"wasmbox-padding"
+payload = bytes([len(name)]) + name + bytes(16 << 20)
+size, leb = len(payload), bytearray()
+while True:
+    byte, size = size & 0x7F, size >> 7
+    leb.append(byte | (0x80 if size else 0))
+    if not size:
+        break
+with open(sys.argv[1], "rb") as module, open(sys.argv[2], "wb") as padded:
+    padded.write(module.read() + b"\x00" + bytes(leb) + payload)
+PY
+image probe-big-artifact "$target/probe-big.wasm" --layout artifact
 # The test guest, with files the end-to-end tests point the entry point at.
 image probe           "$p1/probe.wasm" \
   --add "$root/examples/fixtures:/fixtures" --add "$root/examples/wat/hello.wat:/fixtures/hello.wat" \

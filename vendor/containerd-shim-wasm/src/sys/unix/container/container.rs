@@ -186,8 +186,11 @@ where
         }
     };
     let (request, reply_to) = reply_to;
-    let reply = rmp_serde::from_slice::<Request>(&request)
-        .context("decoding the create request")
+    let decoded = rmp_serde::from_slice::<Request>(&request).context("decoding the create request");
+    // wasmbox: the encoded request holds a copy of an artifact's Wasm layers, which the
+    // container's init (forked below) kept for its whole life.
+    drop(request);
+    let reply = decoded
         .and_then(create)
         .and_then(|container| {
             let pid = container.pid().context("the created container has no PID")?;

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::prelude::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result, bail};
 use futures::executor::block_on;
@@ -42,7 +42,8 @@ impl<S: Shim> Clone for Executor<S> {
 
 pub(crate) struct InnerExecutor<S: Shim> {
     ty: OnceCell<ExecutorType<S>>,
-    wasm_layers: Vec<WasmLayer>,
+    /// wasmbox: emptied once the sandbox has loaded its guest (see `ty`).
+    wasm_layers: RwLock<Vec<WasmLayer>>,
     container_labels: HashMap<String, String>,
     runtime_options: BTreeMap<String, String>,
 }
@@ -70,7 +71,8 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
                 DefaultExecutor {}.exec(spec)
             }
             ExecutorType::Wasm(container) => {
-                let ctx = self.ctx(spec);
+                let layers = self.layers();
+                let ctx = self.ctx(spec, &layers);
                 log::info!("calling start function");
                 // wasmbox addition: no `execve` follows, so the descriptors this process
                 // inherited (close_range only marked them close-on-exec) would stay open while
@@ -120,24 +122,29 @@ impl<S: Shim> Executor<S> {
     ) -> Self {
         Self(Arc::new(InnerExecutor {
             ty: Default::default(),
-            wasm_layers,
+            wasm_layers: RwLock::new(wasm_layers),
             container_labels,
             runtime_options,
         }))
     }
 
-    fn ctx<'a>(&'a self, spec: &'a Spec) -> WasiContext<'a> {
+    fn layers(&self) -> std::sync::RwLockReadGuard<'_, Vec<WasmLayer>> {
+        self.0.wasm_layers.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn ctx<'a>(&'a self, spec: &'a Spec, wasm_layers: &'a [WasmLayer]) -> WasiContext<'a> {
         WasiContext {
             spec,
-            wasm_layers: &self.0.wasm_layers,
+            wasm_layers,
             container_labels: &self.0.container_labels,
             runtime_options: &self.0.runtime_options,
         }
     }
 
     fn ty(&self, spec: &Spec) -> &ExecutorType<S> {
-        self.0.ty.get_or_init(|| {
-            let ctx = &self.ctx(spec);
+        let ty = self.0.ty.get_or_init(|| {
+            let layers = self.layers();
+            let ctx = &self.ctx(spec, &layers);
             match is_linux_container(ctx) {
                 Ok(_) => ExecutorType::Linux,
                 Err(err) => {
@@ -157,7 +164,17 @@ impl<S: Shim> Executor<S> {
                     }
                 }
             }
-        })
+        });
+        // wasmbox: the sandbox has loaded its guest from the image's Wasm layers (an artifact's
+        // modules, its precompiled code): their bytes are not needed any more, and the
+        // container's init kept them for its whole life (megabytes for a big component).
+        if matches!(ty, ExecutorType::Wasm(_)) {
+            let mut layers = self.0.wasm_layers.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !layers.is_empty() {
+                *layers = Vec::new();
+            }
+        }
+        ty
     }
 }
 
