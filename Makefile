@@ -76,7 +76,7 @@ test: deps images ## formatting, lints, unit and end-to-end tests through real c
 	@# The vendored crates' own tests of the modules wasmbox patches (their other tests need a
 	@# tty, user namespaces or a containerd of their own).
 	cargo test --release -p libcontainer --lib -- process:: rootfs:: container::
-	cargo test --release -p libcgroups --lib -- v1::controller::
+	cargo test --release -p libcgroups --lib -- v1::controller:: v1::manager::
 	cargo test --release -p containerd-shimkit -p containerd-shim-wasm --lib
 
 test-matrix: deps images ## the ctr, CRI and Docker suites on containerd 1.6 (the host's), 1.7 and 2.1

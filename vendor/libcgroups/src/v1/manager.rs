@@ -85,9 +85,21 @@ pub enum V1ManagerError {
 impl Manager {
     /// Constructs a new cgroup manager with cgroups_path being relative to the root of the subsystem
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
+        // wasmbox: this process's cgroup mounts and cgroups are read once, through one procfs
+        // handle, for every subsystem (see `util::cgroup_mounts`); if they cannot be, each
+        // subsystem is looked up on its own as before.
+        let tables = ProcfsHandle::new().ok().and_then(|procfs| {
+            Some((util::cgroup_mounts(&procfs).ok()?, Self::process_cgroups(&procfs).ok()?))
+        });
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
-            if let Ok(subsystem_path) = Self::get_subsystem_path(cgroup_path, subsystem) {
+            let path = match &tables {
+                Some((mounts, cgroups)) => {
+                    Self::subsystem_path_in(cgroup_path, subsystem, mounts, cgroups)
+                }
+                None => Self::get_subsystem_path(cgroup_path, subsystem),
+            };
+            if let Ok(subsystem_path) = path {
                 subsystems.insert(*subsystem, subsystem_path);
             } else {
                 tracing::warn!("cgroup {} not supported on this system", subsystem);
@@ -102,16 +114,36 @@ impl Manager {
         subsystem: &CtrlType,
     ) -> Result<PathBuf, V1ManagerError> {
         tracing::debug!("Get path for subsystem: {}", subsystem);
-        let mount_point = util::get_subsystem_mount_point(subsystem)?;
+        let procfs = ProcfsHandle::new()?;
+        let mounts = util::cgroup_mounts(&procfs)?;
+        let cgroups = Self::process_cgroups(&procfs)?;
+        Self::subsystem_path_in(cgroup_path, subsystem, &mounts, &cgroups)
+    }
 
-        let cgroup = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+    /// This process's cgroups (`/proc/self/cgroup`).
+    fn process_cgroups(procfs: &ProcfsHandle) -> Result<ProcessCGroups, V1ManagerError> {
+        Ok(ProcessCGroups::from_read(procfs.open(
             ProcfsBase::ProcSelf,
             "cgroup",
             OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?)?
-        .into_iter()
-        .find(|c| c.controllers.contains(&subsystem.to_string()))
-        .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
+        )?)?)
+    }
+
+    /// The path of `subsystem`'s cgroup `cgroup_path` (this process's own when empty), given the
+    /// cgroup v1 `mounts` and this process's `cgroups`.
+    fn subsystem_path_in(
+        cgroup_path: &Path,
+        subsystem: &CtrlType,
+        mounts: &[procfs::process::MountInfo],
+        cgroups: &ProcessCGroups,
+    ) -> Result<PathBuf, V1ManagerError> {
+        let mount_point = util::subsystem_mount_point(subsystem, mounts)?;
+
+        let cgroup = cgroups
+            .0
+            .iter()
+            .find(|c| c.controllers.contains(&subsystem.to_string()))
+            .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
 
         let p = if cgroup_path.as_os_str().is_empty() {
             mount_point.join_safely(Path::new(&cgroup.pathname))?
@@ -274,5 +306,26 @@ impl CgroupManager for Manager {
         }
 
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The subsystems found from one read of the tables are those each subsystem finds alone.
+    #[test]
+    fn one_read_of_the_tables_finds_what_each_subsystem_finds_alone() {
+        let cgroup = Path::new("/wasmbox/libcgroups-test");
+        let manager = Manager::new(cgroup).expect("a v1 manager");
+        let alone: HashMap<CtrlType, PathBuf> = CONTROLLERS
+            .iter()
+            .filter_map(|subsystem| Some((*subsystem, Manager::get_subsystem_path(cgroup, subsystem).ok()?)))
+            .collect();
+        assert!(
+            !alone.is_empty(),
+            "this test needs cgroup v1 hierarchies mounted (root, a v1 or hybrid node)"
+        );
+        assert_eq!(manager.subsystems, alone);
     }
 }

@@ -62,45 +62,57 @@ pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>,
 }
 
 pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, V1MountPointError> {
-    let subsystem_name = subsystem.to_string();
-    let reader = BufReader::new(ProcfsHandle::new()?.open(
+    subsystem_mount_point(subsystem, &cgroup_mounts(&ProcfsHandle::new()?)?)
+}
+
+/// The cgroup v1 mounts of this process (`fs_type` `cgroup` in its `mountinfo`), read once for
+/// every subsystem (wasmbox: each subsystem read and parsed `mountinfo` through a procfs handle of
+/// its own, a mount made for it: about 1 ms per cgroup manager, twice on every container's way).
+pub(crate) fn cgroup_mounts(procfs: &ProcfsHandle) -> Result<Vec<MountInfo>, V1MountPointError> {
+    let reader = BufReader::new(procfs.open(
         ProcfsBase::ProcSelf,
         "mountinfo",
         OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
     )?);
-
     reader
         .lines()
         .map(|lr| {
             lr.map_err(V1MountPointError::Io)
                 .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
         })
-        .find_map(|r| match r {
-            Err(e) => Some(Err(e)),
-            Ok(m) if m.fs_type == "cgroup" => {
-                // Some systems mount net_prio and net_cls in the same directory
-                // other systems mount them in their own directories. This
-                // should handle both cases.
-                let ok = match subsystem_name.as_str() {
-                    "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "cpu" => ["cpu,cpuacct", "cpu"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "cpuacct" => ["cpu,cpuacct", "cpuacct"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    _ => m.mount_point.ends_with(&subsystem_name),
-                };
-                if ok { Some(Ok(m.mount_point)) } else { None }
+        .filter(|r| r.as_ref().map_or(true, |m| m.fs_type == "cgroup"))
+        .collect()
+}
+
+/// The mount point of `subsystem` among the cgroup v1 `mounts`.
+pub(crate) fn subsystem_mount_point(
+    subsystem: &ControllerType,
+    mounts: &[MountInfo],
+) -> Result<PathBuf, V1MountPointError> {
+    let subsystem_name = subsystem.to_string();
+    mounts
+        .iter()
+        .find(|m| {
+            // Some systems mount net_prio and net_cls in the same directory
+            // other systems mount them in their own directories. This
+            // should handle both cases.
+            match subsystem_name.as_str() {
+                "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
+                    .iter()
+                    .any(|s| m.mount_point.ends_with(s)),
+                "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
+                    .iter()
+                    .any(|s| m.mount_point.ends_with(s)),
+                "cpu" => ["cpu,cpuacct", "cpu"]
+                    .iter()
+                    .any(|s| m.mount_point.ends_with(s)),
+                "cpuacct" => ["cpu,cpuacct", "cpuacct"]
+                    .iter()
+                    .any(|s| m.mount_point.ends_with(s)),
+                _ => m.mount_point.ends_with(&subsystem_name),
             }
-            Ok(_) => None,
         })
-        .transpose()?
+        .map(|m| m.mount_point.clone())
         .ok_or(V1MountPointError::NotFound {
             subsystem: *subsystem,
         })
