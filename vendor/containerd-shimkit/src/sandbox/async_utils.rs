@@ -13,9 +13,12 @@ use tokio::time::timeout;
 // It is thread local as different threads might want to run futures concurrently.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     // wasmbox: a thread of the blocking pool (a create's helper, a start's release of code)
-    // ends 1 s after its last work instead of 10: an idle shim kept it.
+    // ends 1 s after its last work instead of 10: an idle shim kept it. And 64 I/O events per
+    // poll instead of 1024: a shim waits on a few descriptors (its containers' pidfds), and
+    // the events buffer (12 KiB at 1024) lives as long as the shim.
     tokio::runtime::Builder::new_multi_thread()
         .thread_keep_alive(std::time::Duration::from_secs(1))
+        .max_io_events_per_tick(64)
         .enable_all()
         .build()
         .unwrap()
