@@ -40,15 +40,27 @@ fn a_run_logs_the_time_of_each_phase() {
     let id = unique_id("phases");
     let run = c.run_wasm("hello", &id, &[], &[]);
     assert_ok(&run);
-    let log = std::fs::read_to_string(c.work.join("containerd.log")).expect("reading containerd.log");
-    for phase in ["create", "load", "start", "run", "delete"] {
+    // containerd copies the shim's log into its own as it comes: the last lines may land just
+    // after `ctr run` returned.
+    let phases = ["create", "load", "start", "run", "delete"];
+    let times_of = |log: &str, phase: &str| -> Vec<f64> {
         let shim_line = format!("{id}: phase {phase}: ");
         let init_line = format!("instance=\"{id}\" msg=\"phase {phase}: ");
-        let times: Vec<f64> = log
-            .lines()
+        log.lines()
             .filter_map(|line| line.split_once(&shim_line).or_else(|| line.split_once(&init_line)))
             .filter_map(|(_, rest)| rest.split(' ').next()?.parse().ok())
-            .collect();
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(c.work.join("containerd.log")).expect("reading containerd.log");
+        if phases.iter().all(|phase| !times_of(&log, phase).is_empty()) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    for phase in phases {
+        let times = times_of(&log, phase);
         assert_eq!(times.len(), 1, "phase {phase} of {id}: {times:?}");
     }
     c.assert_no_leftovers(&id);
