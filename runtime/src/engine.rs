@@ -76,6 +76,12 @@ impl Engine {
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.engine
     }
+
+    /// A wasmtime engine of its own with this one's configuration (so its code has this engine's
+    /// key), to compile with and drop: see `code::precompile`.
+    pub(crate) fn compiler(&self) -> Result<wasmtime::Engine> {
+        wasmtime::Engine::new(&self.config).map_err(anyhow::Error::from).context("configuring wasmtime's compiler")
+    }
 }
 
 /// Turns a feature on or off in a wasmtime configuration.
