@@ -257,11 +257,21 @@ impl Containerd {
         pids
     }
 
-    /// The lines containerd logged for container `id` (the shim tags its lines `instance="ID"`).
+    /// The lines of containerd's log that the create helper and the init of container `id` wrote
+    /// (`instance="ID"`). containerd copies them from the shim's log as they come, which may be
+    /// after `ctr` returned: this waits (up to 3 s) for the shim's `ID: phase create:` line, which
+    /// the shim writes, into the same log, after every line of the create.
     pub fn log_of(&self, id: &str) -> Vec<String> {
-        let log = std::fs::read_to_string(self.work.join("containerd.log")).expect("reading containerd.log");
         let tag = format!("instance=\"{id}\"");
-        log.lines().filter(|line| line.contains(&tag)).map(str::to_owned).collect()
+        let created = format!("{id}: phase create: ");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let log = std::fs::read_to_string(self.work.join("containerd.log")).expect("reading containerd.log");
+            if log.contains(&created) || Instant::now() > deadline {
+                return log.lines().filter(|line| line.contains(&tag)).map(str::to_owned).collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `ctr` against this containerd in the test namespace.

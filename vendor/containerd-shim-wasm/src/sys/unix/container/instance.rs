@@ -280,8 +280,10 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         // The exit is watched since the container was created (see `new`).
         let pid = self.container.pid()?;
         let started = std::time::Instant::now();
+        // wasmbox: set before the init is told to start: a short guest can end, and its exit be
+        // watched, before `start` returns here (its `phase run` went unlogged).
+        let _ = self.started.set(started);
         self.container.start()?;
-        let _ = self.started.set(std::time::Instant::now());
         log::info!("{}: phase start: {:.2} ms", self.id, started.elapsed().as_secs_f64() * 1e3);
         // wasmbox addition: the shim now idles until the container ends; the code that created
         // and started it need not stay mapped. Once the calls that follow a start are answered
