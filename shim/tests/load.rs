@@ -47,6 +47,15 @@ fn sequential_and_concurrent_runs_leave_nothing_behind() {
     }
 
     assert_nothing_left(c, &ids);
+    // Every line the shims and their containers logged is whole in containerd's log: a line
+    // written in pieces could be read in pieces and mixed with another shim's line.
+    let log = std::fs::read_to_string(c.work.join("containerd.log")).expect("reading containerd.log");
+    let mixed: Vec<&str> = log
+        .lines()
+        .filter(|line| ids.iter().any(|id| line.contains(id.as_str())))
+        .filter(|line| line.matches("time=\"").count() > 1)
+        .collect();
+    assert!(mixed.is_empty(), "lines of containerd's log mixed from two writers: {mixed:#?}");
     println!(
         "load: {sequential} sequential runs in {:.1} s ({:.1} ms each); {concurrent} concurrent runs in {:.1} s; nothing left behind",
         sequential_time.as_secs_f64(),

@@ -272,6 +272,18 @@ where
         eprintln!("{argv0}: -namespace is required; see {argv0} -h");
         std::process::exit(2);
     }
+    // wasmbox: the shim that serves (no action) logs to its `log` FIFO through this crate's
+    // logger, which writes each line in one `write` (containerd-shim's wrote a line in pieces,
+    // which containerd could interleave with other shims' lines).
+    let mut config = config;
+    if flags.action.is_empty() {
+        let mut own = config.take().unwrap_or_default();
+        if !own.no_setup_logger {
+            let _ = crate::init_fifo_logger(flags.debug, &own.default_log_level);
+            own.no_setup_logger = true;
+        }
+        config = Some(own);
+    }
 
     #[cfg(feature = "opentelemetry")]
     if otel_traces_enabled() {

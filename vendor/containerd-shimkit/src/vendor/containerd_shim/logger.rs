@@ -116,15 +116,20 @@ impl log::Log for FifoLogger {
             // a write(2) will cause a SIGPIPE signal to be generated for the calling process.
             // If the calling process is ignoring this signal, then write(2) fails with the error
             // EPIPE.
-            let _ = writeln!(
-                guard.borrow_mut(),
-                "time=\"{}\" level={}{}{} msg=\"{}\"\n",
+            //
+            // wasmbox: the line is formatted first and written in one `write`. Written piece by
+            // piece (`writeln!` on a `File`), containerd could read part of a line from one
+            // shim's FIFO and interleave another shim's line into its log, which garbled lines
+            // when containers started together.
+            let line = format!(
+                "time=\"{}\" level={}{}{} msg=\"{}\"\n\n",
                 rfc3339_formatted(),
                 record.level().as_str().to_lowercase(),
                 kvs,
                 writer.as_str(),
                 record.args()
             );
+            let _ = guard.borrow_mut().write_all(line.as_bytes());
         }
     }
 
