@@ -251,6 +251,29 @@ fn elf_entrypoint_runs_as_a_linux_container_through_the_wasmbox_shim() {
     assert_eq!(via_runc.stdout, run.stdout);
 }
 
+/// A Linux container through the wasmbox shim gets the environment of its spec, and only it, as
+/// runc gives it: it got the shim's (containerd's socket addresses, the node's paths and
+/// settings) and not its own.
+#[test]
+fn a_linux_container_gets_its_specs_environment_and_nothing_of_the_hosts() {
+    let c = containerd();
+    let flags = ["--env", "GREETING=hi there"];
+    let args = ["/bin/busybox", "env"];
+    let id = unique_id("busybox-env");
+    let run = c.run_wasm("busybox", &id, &flags, &args);
+    assert_ok(&run);
+    c.assert_no_leftovers(&id);
+    let via_runc = c.run_with(None, "busybox", &unique_id("busybox-env-runc"), &flags, &args);
+    assert_ok(&via_runc);
+    let sorted = |out: &str| {
+        let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert!(run.stdout.contains("GREETING=hi there"), "{run:#?}");
+    assert_eq!(sorted(&run.stdout), sorted(&via_runc.stdout), "the environment through wasmbox and through runc");
+}
+
 /// Bad input: one line of cause on stderr, a non-zero exit, nothing left behind (checked by `probe`).
 fn assert_one_line_failure(run: &Run, code: i32, needle: &str) {
     assert_eq!(run.code, code, "{run:#?}");

@@ -106,11 +106,23 @@ impl<S: Shim> LibcontainerExecutor for Executor<S> {
     // See the following issues for more context:
     // https://github.com/containerd/runwasi/issues/619
     // https://github.com/containers/youki/issues/2815
+    //
+    // wasmbox: a Linux container gets the spec's environment, and only it, as runc gives it
+    // (the default executor's behaviour): it got this process's, the shim's (containerd's
+    // socket addresses, the node's paths and settings), and not its own. `validate` has told
+    // the two kinds apart by now; a Wasm init keeps the node's settings it reads. As runc, a
+    // user without a home in the image's /etc/passwd gets `HOME=/` (libcontainer left it unset).
     fn setup_envs(
         &self,
-        _: HashMap<String, String>,
+        mut envs: HashMap<String, String>,
     ) -> std::result::Result<(), ExecutorSetEnvsError> {
-        Ok(())
+        match self.0.ty.get() {
+            Some(ExecutorType::Linux) => {
+                envs.entry("HOME".to_owned()).or_insert_with(|| "/".to_owned());
+                DefaultExecutor {}.setup_envs(envs)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
