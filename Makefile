@@ -64,25 +64,34 @@ SMOKE_CRI := wasm_oci_artifacts pods_run_wasm
 CRATES   := -p wasmbox-runtime -p wasmbox-oci -p wasmbox-shim -p wasmbox-cri-tests
 VENDORED := --exclude libcontainer --exclude libcgroups --exclude containerd-shimkit --exclude containerd-shim-wasm
 
+# Each test suite runs within a time limit (scripts/within.sh): all of them finish in minutes, so a
+# test that hangs fails `make test` with its name instead of running into CI's limit.
+# $(call suite,CARGO-ARGS,TEST-FILTERS) builds the suite's binaries (outside the limit), then runs them.
+WITHIN := scripts/within.sh 1200
+suite = cargo test --release $(1) --no-run; $(WITHIN) cargo test --release $(1) -- $(2)
+
 test: deps images ## formatting, lints, unit and end-to-end tests through real containerds (needs root)
 	cargo fmt --check $(CRATES)
 	cargo clippy --release $(CRATES) --all-targets -- -D warnings
-	cargo test --release --workspace $(VENDORED) --no-fail-fast
+	$(call suite,--workspace $(VENDORED) --no-fail-fast,)
 	@# The smoke set on containerd 1.7 and 2.1 (the full suites: make test-matrix).
 	for release in 1.7 2.1; do \
-	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-shim --test ctr --test http -- $(SMOKE_CTR); \
-	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-cri-tests --test cri -- $(SMOKE_CRI); \
+	  export WASMBOX_CONTAINERD=$$release; \
+	  $(call suite,-p wasmbox-shim --test ctr --test http,$(SMOKE_CTR)); \
+	  $(call suite,-p wasmbox-cri-tests --test cri,$(SMOKE_CRI)); \
 	done
 	@# The vendored crates' own tests of the modules wasmbox patches (their other tests need a
-	@# tty, user namespaces or a containerd of their own).
-	cargo test --release -p libcontainer --lib -- process:: rootfs:: container::
-	cargo test --release -p libcgroups --lib -- v1::controller:: v1::manager::
-	cargo test --release -p containerd-shimkit -p containerd-shim-wasm --lib
+	@# tty, user namespaces or a containerd of their own, or race: libcontainer's
+	@# seccomp_listener test can connect before its listener is bound and then waits forever).
+	$(call suite,-p libcontainer --lib,process::channel:: rootfs::mount::)
+	$(call suite,-p libcgroups --lib,v1::controller:: v1::manager::)
+	$(call suite,-p containerd-shimkit -p containerd-shim-wasm --lib,)
 
 test-matrix: deps images ## the ctr, CRI and Docker suites on containerd 1.6 (the host's), 1.7 and 2.1
 	for release in host 1.7 2.1; do \
 	  echo "== containerd $$release"; \
-	  WASMBOX_CONTAINERD=$$release cargo test --release -p wasmbox-shim -p wasmbox-cri-tests --no-fail-fast; \
+	  export WASMBOX_CONTAINERD=$$release; \
+	  $(call suite,-p wasmbox-shim -p wasmbox-cri-tests --no-fail-fast,); \
 	done
 
 install: build ## put the shim (also as containerd-shim-wasmbox-wasmer-v1), wasmbox-oci and the CLI in $(PREFIX)/bin and add the runtimes wasmbox and wasmbox-wasmer to $(CONTAINERD_CONFIG)
