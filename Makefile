@@ -5,7 +5,8 @@ SHELL := /bin/bash
 
 # One target dir outside the clone, so repeated runs on one machine reuse the build.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wasmbox/target
-BIN        := $(CARGO_TARGET_DIR)/release
+# The build names its target (.cargo/config.toml), so its binaries are under the target's name.
+BIN        := $(CARGO_TARGET_DIR)/x86_64-unknown-linux-gnu/release
 SHIM       := $(BIN)/containerd-shim-wasmbox-v1
 WASMBOX    := $(BIN)/wasmbox
 OCI_RUNTIME := $(BIN)/wasmbox-oci

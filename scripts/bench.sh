@@ -113,6 +113,9 @@ mem_series() { # mem_series LABEL N FLAGS IMAGE ARGS… → "pss_min pss_med pss
     local shim; shim=$(ppid_of "${pids%% *}")
     shim_of[$id]=$shim; served[$shim]=$(( ${served[$shim]:-0} + 1 ))
   done
+  # Measured idle: a call (the `ctr tasks ps` above) maps the code that answers it, which a shim
+  # lets go a second after its last call.
+  sleep 2
   local k=0 pss_list=() rss_list=() procs=0
   for id in "${ids[@]}"; do
     local pss=0 rss=0 shim=${shim_of[$id]}

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::net::unix::pipe;
 use wasmtime::component::Linker;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtxView, WasiView};
@@ -149,12 +150,11 @@ async fn accept_loop(server: Arc<Server>) -> Result<ExitStatus, RunError> {
         .await
         .with_context(|| format!("{}: cannot listen on {address}", server.origin))
         .map_err(RunError::invalid)?;
-    // Take SIGTERM and SIGINT over: tokio's handlers run first and chain to the process's own
-    // (see `crate::signals`), which from now on leaves the stopping to the server. The process
-    // never has the default disposition meanwhile, which would discard the signal (PID 1).
-    crate::signals::stop_gracefully();
-    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler").map_err(RunError::internal)?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler").map_err(RunError::internal)?;
+    // From now on SIGTERM and SIGINT stop the server (see `crate::signals`).
+    let mut stop = crate::signals::stop_gracefully()
+        .and_then(pipe::Receiver::from_owned_fd)
+        .context("handling SIGTERM and SIGINT")
+        .map_err(RunError::internal)?;
     log::info!("{}: serving wasi:http on http://{address}/", server.origin);
     say(&format!("serving HTTP on {address}"));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -179,8 +179,7 @@ async fn accept_loop(server: Arc<Server>) -> Result<ExitStatus, RunError> {
                     }
                 });
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = stop.read_u8() => break,
         }
     }
     drop(listener);

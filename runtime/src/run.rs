@@ -27,19 +27,43 @@ const NO_EPOCH_DEADLINE: u64 = u64::MAX / 2;
 /// they are the functions' arguments instead, and the results are printed to stdout one per
 /// line (see [`crate::invoke`]).
 pub fn run(engine: &Engine, program: &Program, entry: &Entrypoint, config: &RunConfig) -> Result<ExitStatus, RunError> {
-    let outcome = match &program.kind {
-        ProgramKind::Module(module) => run_module(engine, module, &program.origin, entry, config),
-        ProgramKind::Component(component) => {
-            if entry.func.is_none() && crate::code::exports_http_handler(engine.wasmtime(), component) {
-                return crate::http::serve(engine, program, config);
-            }
-            run_component(engine, component, &program.origin, entry, config)
+    if let ProgramKind::Component(component) = &program.kind
+        && entry.func.is_none()
+        && crate::code::exports_http_handler(engine.wasmtime(), component)
+    {
+        return crate::http::serve(engine, program, config);
+    }
+    let host_calls = host_call_runtime()?;
+    let outcome = {
+        let _entered = host_calls.enter();
+        match &program.kind {
+            ProgramKind::Module(module) => run_module(engine, module, &program.origin, entry, config),
+            ProgramKind::Component(component) => run_component(engine, component, &program.origin, entry, config),
         }
     };
+    // Nothing waits for a host call still blocked on a thread of the runtime (a read of stdin).
+    host_calls.shutdown_background();
     match outcome {
         Err(RunError { kind: FailureKind::Exit(code), .. }) => Ok(code),
         other => other,
     }
+}
+
+/// The tokio runtime that the guest's WASI host calls run on: wasmtime-wasi blocks on its futures
+/// in the runtime the calling thread has entered, else in a global one it builds with tokio's
+/// defaults. This one has one worker (a guest calls from one thread) and takes 64 I/O events a
+/// turn instead of 1024: the global's 12 KiB events buffer lived as long as the container. A
+/// thread of its blocking pool ends a second after its last file operation instead of ten.
+fn host_call_runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_io_events_per_tick(64)
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            RunError::internal(anyhow::Error::from(err).context("starting the runtime of WASI's host calls"))
+        })
 }
 
 fn run_module(

@@ -219,6 +219,8 @@ fn run_on_own_thread(prepared: &Prepared) -> Result<i32, RunError> {
             // Nothing to report: the init holds no descriptor to the shim's log once its guest
             // runs, and a failure only leaves the code mapped (`density.rs` checks that it is not).
             let _ = containerd_shim_wasm::shim::release_unmodified_code();
+            // From here this thread only waits for the guest's.
+            let _ = containerd_shim_wasm::shim::release_stack_below_here();
         }
         guest.join().map_err(|_| RunError::new(FailureKind::Internal, anyhow!("the guest thread panicked")))?
     })

@@ -57,9 +57,11 @@ fn manifests_validate_against_the_kubernetes_schemas() {
 
 #[test]
 fn manifests_name_only_images_that_make_images_builds() {
-    let images = std::env::var_os("WASMBOX_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("wasmbox-images"));
+    let images = std::env::var_os("WASMBOX_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
+        // The target dir, where cargo keeps its CACHEDIR.TAG.
+        let exe = std::env::current_exe().unwrap();
+        exe.ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()).unwrap().join("wasmbox-images")
+    });
     for file in manifests() {
         let text = std::fs::read_to_string(&file).unwrap();
         for line in text.lines().filter_map(|l| l.trim().strip_prefix("image: ")) {

@@ -102,10 +102,11 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The build's target directory (…/target/release/deps/test-binary → …/target).
+/// The build's target directory, where cargo keeps its `CACHEDIR.TAG`
+/// (…/target/x86_64-unknown-linux-gnu/release/deps/test-binary → …/target).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors().nth(3).expect("target dir").to_owned()
+    exe.ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()).expect("the target dir").to_owned()
 }
 
 /// The images directory: `$WASMBOX_IMAGES`, else `wasmbox-images` in this build's target dir.

@@ -71,7 +71,7 @@ pub use cli::{Cli, is_create_helper};
 pub use crate::sys::container::instance::create_helper_main;
 // wasmbox: letting go of the code a container's set-up needed, for a sandbox whose guest runs on.
 #[cfg(unix)]
-pub use crate::sys::resident::{SETTLED_AFTER, release_unmodified_code};
+pub use crate::sys::resident::{SETTLED_AFTER, release_stack_below_here, release_unmodified_code};
 // wasmbox: the container executor, for a runc-compatible runtime binary built on libcontainer.
 pub use crate::sys::container::executor::Executor;
 pub use containerd_shimkit::shim_version as version;

@@ -38,12 +38,12 @@ use crate::{MethodHandler, TtrpcContext};
 // poll_queue will create WAIT_THREAD_COUNT_DEFAULT threads in begin.
 // If wait thread count < WAIT_THREAD_COUNT_MIN, create number to WAIT_THREAD_COUNT_DEFAULT.
 // If wait thread count > WAIT_THREAD_COUNT_MAX, wait thread will quit to WAIT_THREAD_COUNT_DEFAULT.
-// wasmbox: 2 and 3 instead of 3 and 5. A shim's connection from containerd sees a request at a
+// wasmbox: 2 and 2 instead of 3 and 5. A shim's connection from containerd sees a request at a
 // time, and at most a long `Wait` beside it; `MIN` keeps a thread waiting whatever runs, but
-// every idle shim kept five threads (about 12 KiB each) waiting on its connection.
+// every idle shim kept five threads (8 to 20 KiB each) waiting on its connection.
 const DEFAULT_WAIT_THREAD_COUNT_DEFAULT: usize = 2;
 const DEFAULT_WAIT_THREAD_COUNT_MIN: usize = 1;
-const DEFAULT_WAIT_THREAD_COUNT_MAX: usize = 3;
+const DEFAULT_WAIT_THREAD_COUNT_MAX: usize = 2;
 const DEFAULT_ACCEPT_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 
 type MessageSender = Sender<(MessageHeader, Vec<u8>)>;
@@ -556,9 +556,10 @@ impl Server {
     }
 
     pub fn start(&mut self) -> Result<()> {
-        if self.thread_count_default >= self.thread_count_max {
+        // wasmbox: `DEFAULT` may equal `MAX` (the threads beyond `MAX` leave, the others wait).
+        if self.thread_count_default > self.thread_count_max {
             return Err(Error::Others(
-                "thread_count_default should smaller than thread_count_max".to_string(),
+                "thread_count_default should not be bigger than thread_count_max".to_string(),
             ));
         }
         if self.thread_count_default <= self.thread_count_min {

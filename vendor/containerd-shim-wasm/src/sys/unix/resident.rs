@@ -9,8 +9,9 @@
 //! process, so they cost the node little, but they are counted in every process's resident set
 //! (RSS) and in its proportional share (PSS).
 //!
-//! The shim calls [`release_unmodified_code`] [`SETTLED_AFTER`] a start; wasmbox's sandbox calls
-//! it in the init once the guest has run that long. It drops the process's mappings of read-only file pages that it never
+//! The shim calls [`release_unmodified_code`] once no call came from containerd for
+//! [`SETTLED_AFTER`] (after a start, and again after any later call: a call maps the code that
+//! answers it); wasmbox's sandbox calls it in the init once the guest has run that long. It drops the process's mappings of read-only file pages that it never
 //! wrote (`MADV_DONTNEED` on pages that hold exactly the file's contents): its binary's code and
 //! constants, the shared libraries'. Nothing is lost: the page cache keeps them, and the next use
 //! of a page maps it again from there. A page holding a private copy (data the dynamic linker
@@ -90,6 +91,41 @@ fn drop_unmodified_file_pages() -> Result<u64> {
     Ok(released)
 }
 
+/// How much of the calling thread's stack below its current frame [`release_stack_below_here`]
+/// keeps: room for the calls it makes to do it, and more.
+const STACK_MARGIN: u64 = 8 << 10;
+
+/// Drops the pages of the calling thread's stack that lie more than [`STACK_MARGIN`] below its
+/// current frame: what deeper calls used and no frame holds any more (for an init's main thread,
+/// which only waits for its guest once it runs: libcontainer's set-up of the container and the
+/// loading of the guest, about 28 KiB, and the create helper's before them). Returns the size
+/// of the range let go. Call it from a frame that the thread does not return from while it runs
+/// shallow calls.
+pub fn release_stack_below_here() -> Result<u64> {
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as u64;
+    let maps = Process::myself().context("opening /proc/self")?.maps().context("reading /proc/self/maps")?;
+    let Some(stack) = maps.iter().find(|map| map.address.0 <= here && here < map.address.1) else {
+        anyhow::bail!("no mapping holds the stack at {here:#x}");
+    };
+    let page = procfs::page_size();
+    let end = here.saturating_sub(STACK_MARGIN) / page * page;
+    let start = stack.address.0;
+    if end <= start {
+        return Ok(0);
+    }
+    // SAFETY: `start..end` is the part of this thread's stack mapping more than STACK_MARGIN below
+    // the frame of this function: the stack grows down, so no live frame, no variable and no
+    // red zone is there (the calls below made from here use a few hundred bytes). MADV_DONTNEED
+    // on this private anonymous memory frees the pages; a later, deeper call finds zeroed pages,
+    // as on a fresh stack.
+    let done = unsafe { libc::madvise(start as *mut c_void, (end - start) as usize, libc::MADV_DONTNEED) };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error()).context("madvise(MADV_DONTNEED) on the stack");
+    }
+    Ok(end - start)
+}
+
 /// A mapping of a regular file (not a device) that this process cannot write through.
 fn is_read_only_file(map: &MemoryMap) -> bool {
     matches!(&map.pathname, MMapPath::Path(path) if !path.starts_with("/dev/"))
@@ -108,4 +144,55 @@ fn dont_need(start: u64, end: u64) -> Result<()> {
             .with_context(|| format!("madvise(MADV_DONTNEED) on {start:#x}-{end:#x}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `depth` KiB of stack, one KiB a frame; returns a sum so that nothing is optimised out.
+    #[inline(never)]
+    fn deep(depth: u32) -> u64 {
+        let mut block = [0u8; 1024];
+        block[depth as usize % 1024] = depth as u8;
+        let block = std::hint::black_box(block);
+        if depth == 0 { 0 } else { u64::from(block[depth as usize % 1024]) + deep(depth - 1) }
+    }
+
+    /// Pages of `start..end` that are resident (`mincore`).
+    fn resident_pages(start: u64, end: u64) -> usize {
+        let page = procfs::page_size();
+        let pages = ((end - start) / page) as usize;
+        let mut residency = vec![0u8; pages];
+        // SAFETY: the range is mapped (part of this thread's stack) and `residency` has a byte for
+        // each of its pages.
+        let done = unsafe { libc::mincore(start as *mut c_void, (end - start) as usize, residency.as_mut_ptr()) };
+        assert_eq!(done, 0, "mincore: {}", std::io::Error::last_os_error());
+        residency.iter().filter(|byte| *byte & 1 == 1).count()
+    }
+
+    #[test]
+    fn a_thread_lets_go_of_the_stack_its_deeper_calls_used_and_can_use_it_again() {
+        std::thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(|| {
+                let marker = 0u8;
+                let here = std::hint::black_box(&marker) as *const u8 as u64;
+                let page = procfs::page_size();
+                // 1 MiB below this frame, from 64 KiB down, were written by `deep`.
+                let (start, end) = ((here - (1 << 20)) / page * page, (here - (64 << 10)) / page * page);
+                assert_eq!(deep(1100), (0..=1100u64).map(|d| d % 256).sum::<u64>());
+                let before = resident_pages(start, end);
+                let released = release_stack_below_here().expect("releasing the stack");
+                let after = resident_pages(start, end);
+                assert!(before as u64 * page >= 900 << 10, "{before} pages resident before");
+                assert!(released >= 1 << 20, "released {released} bytes");
+                assert_eq!(after, 0, "{after} of {before} pages still resident");
+                // Deeper calls work again, on fresh pages.
+                assert_eq!(deep(1100), (0..=1100u64).map(|d| d % 256).sum::<u64>());
+            })
+            .expect("a thread")
+            .join()
+            .expect("the thread ended well");
+    }
 }

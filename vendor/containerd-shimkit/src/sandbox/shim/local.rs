@@ -476,6 +476,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
+        super::quiet::note_call();
         debug!("create: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -487,6 +488,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        super::quiet::note_call();
         debug!("start: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -497,6 +499,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        super::quiet::note_call();
         debug!("kill: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -507,6 +510,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        super::quiet::note_call();
         debug!("delete: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -517,6 +521,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        super::quiet::note_call();
         debug!("wait: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -557,6 +562,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        super::quiet::note_call();
         debug!("connect: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -574,6 +580,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        super::quiet::note_call();
         debug!("state: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -584,6 +591,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn shutdown(&self, _ctx: &TtrpcContext, _: ShutdownRequest) -> TtrpcResult<Empty> {
+        super::quiet::note_call();
         debug!("shutdown");
 
         #[cfg(feature = "opentelemetry")]
@@ -599,6 +607,7 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        super::quiet::note_call();
         debug!("stats: {:?}", req);
 
         #[cfg(feature = "opentelemetry")]
@@ -610,24 +619,28 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
     // wasmbox addition: the methods below answered "…/Pids is not supported" before.
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        super::quiet::note_call();
         debug!("pids: {:?}", req);
         Ok(self.task_pids(req).block_on()?)
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        super::quiet::note_call();
         debug!("pause: {:?}", req);
         Ok(self.task_pause(req).block_on()?)
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        super::quiet::note_call();
         debug!("resume: {:?}", req);
         Ok(self.task_resume(req).block_on()?)
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        super::quiet::note_call();
         debug!("exec: {:?}", req);
         Err(Error::Unimplemented(
             "exec is not supported: a container of this shim runs exactly one process, its own \

@@ -1,10 +1,12 @@
 //! The shim exposes the [Config] struct to configure the shim and [OtlpConfig] module to enable tracing if the `opentelemetry` feature is enabled.
 
 pub use local::Config;
+pub use quiet::when_quiet;
 
 mod events;
 mod instance_data;
 mod local;
+mod quiet;
 #[allow(clippy::module_inception)]
 mod shim;
 mod task_state;

@@ -95,6 +95,14 @@ pub fn create_helper_main<S: Shim>() -> i32 {
     })
 }
 
+/// Lets go of the code pages the shim's calls mapped (see `crate::sys::resident`); the shim runs
+/// it once quiet (wasmbox addition).
+fn release_the_shims_code() {
+    if let Err(err) = crate::sys::resident::release_unmodified_code() {
+        log::warn!("keeping the shim's code mapped: {err:#}");
+    }
+}
+
 /// Has libcontainer create the container (in the create helper): namespaces, cgroup, root file
 /// system, mounts and stdio; the init process loads the guest before it reports ready.
 fn create_container<S: Shim>(request: CreateRequest) -> anyhow::Result<YoukiContainer> {
@@ -286,16 +294,9 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         self.container.start()?;
         log::info!("{}: phase start: {:.2} ms", self.id, started.elapsed().as_secs_f64() * 1e3);
         // wasmbox addition: the shim now idles until the container ends; the code that created
-        // and started it need not stay mapped. Once the calls that follow a start are answered
-        // (state, wait, the events), off the replies' path.
-        let id = self.id.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(crate::sys::resident::SETTLED_AFTER).await;
-            let released = tokio::task::spawn_blocking(crate::sys::resident::release_unmodified_code).await;
-            if let Ok(Err(err)) = released {
-                log::warn!("{id}: keeping the shim's code mapped: {err:#}");
-            }
-        });
+        // and started it need not stay mapped. A second after the last call (this start, or any
+        // later one: state, wait, ps, metrics), off the replies' path.
+        containerd_shimkit::sandbox::shim::when_quiet(crate::sys::resident::SETTLED_AFTER, release_the_shims_code);
         Ok(pid as _)
     }
 
