@@ -25,7 +25,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
-use tokio::net::unix::pipe;
 use wasmtime::component::Linker;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtxView, WasiView};
@@ -152,7 +151,10 @@ async fn accept_loop(server: Arc<Server>) -> Result<ExitStatus, RunError> {
         .map_err(RunError::invalid)?;
     // From now on SIGTERM and SIGINT stop the server (see `crate::signals`).
     let mut stop = crate::signals::stop_gracefully()
-        .and_then(pipe::Receiver::from_owned_fd)
+        .and_then(|stop| {
+            stop.set_nonblocking(true)?;
+            tokio::net::UnixStream::from_std(stop)
+        })
         .context("handling SIGTERM and SIGINT")
         .map_err(RunError::internal)?;
     log::info!("{}: serving wasi:http on http://{address}/", server.origin);

@@ -58,9 +58,10 @@ fn manifests_validate_against_the_kubernetes_schemas() {
 #[test]
 fn manifests_name_only_images_that_make_images_builds() {
     let images = std::env::var_os("WASMBOX_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
-        // The target dir, where cargo keeps its CACHEDIR.TAG.
+        // The target dir: the outermost near ancestor with cargo's CACHEDIR.TAG (each target's
+        // directory has one too).
         let exe = std::env::current_exe().unwrap();
-        exe.ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()).unwrap().join("wasmbox-images")
+        exe.ancestors().take(5).filter(|dir| dir.join("CACHEDIR.TAG").is_file()).last().unwrap().join("wasmbox-images")
     });
     for file in manifests() {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -102,11 +102,12 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The build's target directory, where cargo keeps its `CACHEDIR.TAG`
-/// (…/target/x86_64-unknown-linux-gnu/release/deps/test-binary → …/target).
+/// The build's target directory (…/target/x86_64-unknown-linux-gnu/release/deps/test-binary →
+/// …/target): the outermost of the test binary's near ancestors where cargo keeps a
+/// `CACHEDIR.TAG` (it keeps one in each target's directory too).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()).expect("the target dir").to_owned()
+    exe.ancestors().take(5).filter(|dir| dir.join("CACHEDIR.TAG").is_file()).last().expect("the target dir").to_owned()
 }
 
 /// The images directory: `$WASMBOX_IMAGES`, else `wasmbox-images` in this build's target dir.
