@@ -89,17 +89,12 @@ pub fn engine_from_runtime_name() {
 ///   thread instead of one per core: a shim waits for a few events, and on a 64-core node every
 ///   container cost 64 idle threads. The guest's runtimes size themselves. A value the node's
 ///   admin set is kept. The guest never sees it: its environment is the spec's.
-/// - glibc's tunables, set through `GLIBC_TUNABLES` (which the dynamic loader reads when a
-///   program starts) for the processes this one starts (the shim that `start` spawns, the create
-///   helper and so the container's init); a tunable the node's admin set is kept:
-///   - no per-thread cache of freed memory (`glibc.malloc.tcache_count=0`): each thread kept up
-///     to 7 freed blocks of each size, which `malloc_trim` cannot give back, and with them the
-///     pages around them. An idle container cost 80 KiB less in its shim and 56 in its init
-///     (50 idle containers, `make bench`);
-///   - a thread's stack is unmapped when the thread ends (`glibc.pthread.stack_cache_size=0`),
-///     instead of kept in glibc's cache of stacks (up to 40 MiB) with the pages the thread
-///     touched: an idle shim kept 8–24 KiB for each thread that had ended (its create's, its
-///     events client's).
+/// - A thread's stack is unmapped when the thread ends (`glibc.pthread.stack_cache_size=0`, set
+///   through `GLIBC_TUNABLES`, which the dynamic loader reads when a program starts, for the
+///   processes this one starts: the shim that `start` spawns, the create helper and so the
+///   container's init), instead of kept in glibc's cache of stacks (up to 40 MiB) with the pages
+///   the thread touched: an idle shim kept 8–24 KiB for each thread that had ended (its
+///   create's, its events client's). A value the node's admin set is kept.
 pub fn lean_process_setup() {
     // SAFETY: mallopt before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
@@ -109,24 +104,58 @@ pub fn lean_process_setup() {
         // reads the environment concurrently.
         unsafe { std::env::set_var(WORKERS, "1") };
     }
-    if let Some(tunables) = with_lean_tunables(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
+    if let Some(tunables) = with_tunables(std::env::var("GLIBC_TUNABLES").ok().as_deref(), &[STACK_CACHE_OFF]) {
         // SAFETY: as above.
         unsafe { std::env::set_var("GLIBC_TUNABLES", tunables) };
     }
 }
 
-/// The glibc tunables of [`lean_process_setup`], each with its value.
-const LEAN_TUNABLES: [(&str, &str); 2] = [("glibc.malloc.tcache_count", "0"), ("glibc.pthread.stack_cache_size", "0")];
+/// The environment variable through which the shim's `start` hands the serving shim the
+/// `GLIBC_TUNABLES` its create helpers get.
+const HELPER_TUNABLES: &str = "WASMBOX_HELPER_GLIBC_TUNABLES";
 
-/// `GLIBC_TUNABLES` with the [`LEAN_TUNABLES`] that `current` does not set added, or `None` to
-/// keep `current` as it is (it sets them all).
-fn with_lean_tunables(current: Option<&str>) -> Option<String> {
-    let current = current.filter(|tunables| !tunables.is_empty());
-    let is_set = |name: &str| {
-        current.is_some_and(|tunables| tunables.split(':').any(|tunable| tunable.split('=').next() == Some(name)))
-    };
+/// [`lean_process_setup`], and for the serving shim (which `start` spawns with its environment)
+/// no per-thread cache of freed memory (`glibc.malloc.tcache_count=0`): each thread kept up to 7
+/// freed blocks of each size, which `malloc_trim` cannot give back, with the pages around them;
+/// an idle shim holds 80 KiB less (50 idle containers, `make bench`). The create helpers, and so
+/// the containers' inits, keep the cache: an HTTP server's threads allocate for every request,
+/// and without it they queue on malloc's lock (wasmbox served 27% fewer requests a second than
+/// `wasmtime serve`, against 5% more with it). Call first thing in the shim's `main`, with its
+/// arguments.
+pub fn lean_shim_setup(args: &[String]) {
+    lean_process_setup();
+    let tunables = std::env::var("GLIBC_TUNABLES").ok();
+    if args.last().map(String::as_str) == Some("start") {
+        if let Some(for_the_shim) = with_tunables(tunables.as_deref(), &[TCACHE_OFF]) {
+            // SAFETY: called from `main` before any other thread of this process exists.
+            unsafe {
+                std::env::set_var(HELPER_TUNABLES, tunables.unwrap_or_default());
+                std::env::set_var("GLIBC_TUNABLES", for_the_shim);
+            }
+        }
+    } else if let Some(for_helpers) = std::env::var_os(HELPER_TUNABLES) {
+        // The serving shim: its own tunables are read; its helpers get the node's.
+        // SAFETY: as above.
+        unsafe {
+            std::env::remove_var(HELPER_TUNABLES);
+            std::env::set_var("GLIBC_TUNABLES", for_helpers);
+        }
+    }
+}
+
+/// Turns glibc's cache of thread stacks off (see [`lean_process_setup`]).
+const STACK_CACHE_OFF: (&str, &str) = ("glibc.pthread.stack_cache_size", "0");
+/// Turns glibc's per-thread cache of freed memory off (see [`lean_shim_setup`]).
+const TCACHE_OFF: (&str, &str) = ("glibc.malloc.tcache_count", "0");
+
+/// `GLIBC_TUNABLES` with the `tunables` that `current` does not set added, or `None` to keep
+/// `current` as it is (it sets them all).
+fn with_tunables(current: Option<&str>, tunables: &[(&str, &str)]) -> Option<String> {
+    let current = current.filter(|set| !set.is_empty());
+    let is_set =
+        |name: &str| current.is_some_and(|set| set.split(':').any(|tunable| tunable.split('=').next() == Some(name)));
     let missing: Vec<String> =
-        LEAN_TUNABLES.iter().filter(|(name, _)| !is_set(name)).map(|(name, value)| format!("{name}={value}")).collect();
+        tunables.iter().filter(|(name, _)| !is_set(name)).map(|(name, value)| format!("{name}={value}")).collect();
     if missing.is_empty() {
         return None;
     }
@@ -135,26 +164,27 @@ fn with_lean_tunables(current: Option<&str>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_lean_tunables;
+    use super::{STACK_CACHE_OFF, TCACHE_OFF, with_tunables};
 
     #[test]
-    fn the_lean_tunables_are_added_unless_the_admin_set_them() {
+    fn tunables_are_added_unless_the_admin_set_them() {
+        let both = [TCACHE_OFF, STACK_CACHE_OFF];
         let lean = "glibc.malloc.tcache_count=0:glibc.pthread.stack_cache_size=0";
-        assert_eq!(with_lean_tunables(None).as_deref(), Some(lean));
-        assert_eq!(with_lean_tunables(Some("")).as_deref(), Some(lean));
+        assert_eq!(with_tunables(None, &both).as_deref(), Some(lean));
+        assert_eq!(with_tunables(Some(""), &both).as_deref(), Some(lean));
         assert_eq!(
-            with_lean_tunables(Some("glibc.malloc.trim_threshold=0")).as_deref(),
-            Some("glibc.malloc.trim_threshold=0:glibc.malloc.tcache_count=0:glibc.pthread.stack_cache_size=0")
+            with_tunables(Some("glibc.malloc.trim_threshold=0"), &[STACK_CACHE_OFF]).as_deref(),
+            Some("glibc.malloc.trim_threshold=0:glibc.pthread.stack_cache_size=0")
         );
         assert_eq!(
-            with_lean_tunables(Some("glibc.pthread.stack_cache_size=1048576")).as_deref(),
+            with_tunables(Some("glibc.pthread.stack_cache_size=1048576"), &both).as_deref(),
             Some("glibc.pthread.stack_cache_size=1048576:glibc.malloc.tcache_count=0")
         );
         // A name that only starts like one of them is another tunable.
         assert_eq!(
-            with_lean_tunables(Some("glibc.malloc.tcache_count_x=1")).as_deref(),
-            Some("glibc.malloc.tcache_count_x=1:glibc.malloc.tcache_count=0:glibc.pthread.stack_cache_size=0")
+            with_tunables(Some("glibc.malloc.tcache_count_x=1"), &[TCACHE_OFF]).as_deref(),
+            Some("glibc.malloc.tcache_count_x=1:glibc.malloc.tcache_count=0")
         );
-        assert_eq!(with_lean_tunables(Some("glibc.malloc.tcache_count=7:glibc.pthread.stack_cache_size=0")), None);
+        assert_eq!(with_tunables(Some("glibc.malloc.tcache_count=7:glibc.pthread.stack_cache_size=0"), &both), None);
     }
 }

@@ -9,12 +9,12 @@
 //! each container, so this binary holds no engine (see `WasmboxShim::create_helper`).
 
 use containerd_shim_wasm::shim::{Cli, Config};
-use wasmbox_shim::{WasmboxShim, cleanup, engine_from_runtime_name, lean_process_setup};
+use wasmbox_shim::{WasmboxShim, cleanup, engine_from_runtime_name, lean_shim_setup};
 
 fn main() {
-    lean_process_setup();
-    engine_from_runtime_name();
     let args: Vec<String> = std::env::args().collect();
+    lean_shim_setup(&args);
+    engine_from_runtime_name();
     if args.last().map(String::as_str) == Some("delete") {
         // containerd runs `delete` after a shim died: clean up what that shim left.
         cleanup::delete_leftover_container(&args);
