@@ -28,11 +28,7 @@ fn the_shim(shim_id: &str) -> u32 {
 
 /// Starts a `probe sleep` container whose id starts with `prefix`: (its id, its init, its shim).
 fn idle_probe(prefix: &str) -> (String, u32, u32) {
-    let id = unique_id(prefix);
-    start_detached("probe", &id, &[], &["/probe.wasm", "sleep", "60"]);
-    let init = running_pid(&id);
-    let shim = the_shim(&id);
-    (id, init, shim)
+    idle_probe_on(containerd(), prefix)
 }
 
 /// Starts a `probe sleep` container on containerd `c`, whose id starts with `prefix`: (its id,
@@ -162,6 +158,26 @@ fn a_shim_lets_go_of_the_code_a_call_mapped_once_quiet() {
         quiet <= settled + 256,
         "KiB mapped: settled {settled}, after the calls {asked}, a quiet second later {quiet}"
     );
+}
+
+/// The serving shim runs without glibc's per-thread cache of freed memory (80 KiB less per idle
+/// shim), and the container's init keeps it (an HTTP server's threads would queue on malloc's
+/// lock without it): `start` hands the shim the tunable and the create helper the node's.
+/// glibc's loader splits `GLIBC_TUNABLES` in place, so each tunable is a string of its own in
+/// `/proc/PID/environ`.
+#[test]
+fn only_the_shim_runs_without_mallocs_per_thread_cache() {
+    let (id, init, shim) = idle_probe("tcache");
+    let environment = |pid: u32| {
+        let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("reading the environment");
+        raw.split(|b| *b == 0).map(|entry| String::from_utf8_lossy(entry).into_owned()).collect::<Vec<_>>()
+    };
+    let (of_shim, of_init) = (environment(shim), environment(init));
+    assert_eq!(stop(&id), 137);
+    containerd().assert_no_leftovers(&id);
+    let tcache_off = |entries: &[String]| entries.iter().any(|entry| entry.ends_with("glibc.malloc.tcache_count=0"));
+    assert!(tcache_off(&of_shim), "the shim's environment: {of_shim:?}");
+    assert!(!tcache_off(&of_init), "the init's environment: {of_init:?}");
 }
 
 /// Context switches of each thread of process `pid` so far, by thread id.
